@@ -1,0 +1,1 @@
+"""Integritee in Python: parentchain node, TEE validateers, confidential sidechain, CLI."""
