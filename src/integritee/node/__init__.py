@@ -1,0 +1,1 @@
+"""integritee-node: the parentchain (chain, runtime, consensus, pool, RPC, metrics)."""

@@ -1,0 +1,1 @@
+"""The parentchain runtime: pallets, dispatch, executive, derived metadata."""

@@ -1,0 +1,1 @@
+"""The runtime's pallets, one module each (declarations plus their call handlers)."""
