@@ -517,6 +517,13 @@ class Struct(Codec):
         self._names = tuple(f.name or str(i) for i, f in enumerate(self.fields))
 
     def encode_into(self, value: Any, out: bytearray) -> None:
+        if type(value) is dict:
+            try:
+                for f, name in zip(self.fields, self._names, strict=True):
+                    f.codec.encode_into(value[name], out)
+            except KeyError as e:
+                raise ScaleEncodeError(f"{self.display_name}: missing field {e}") from None
+            return
         if isinstance(value, dict):
             get = value.__getitem__
         elif isinstance(value, tuple | list) and not hasattr(value, "_fields"):
@@ -674,7 +681,7 @@ class Enum(Codec):
 
 
 class Option(Codec):
-    """Option<T>: None or the inner value. Option<bool> uses SCALE's one-byte special form."""
+    """Option<T>: None or the inner value (Rust's Option<bool> too: 00 / 01 01 / 01 00)."""
 
     kind = "variant"
     path = ("Option",)
@@ -691,8 +698,6 @@ class Option(Codec):
     def encode_into(self, value: Any, out: bytearray) -> None:
         if value is None:
             out.append(0)
-        elif self.inner is boolean:
-            out.append(1 if value else 2)
         else:
             out.append(1)
             self.inner.encode_into(value, out)
@@ -702,10 +707,6 @@ class Option(Codec):
         tag = data[pos]
         if tag == 0:
             return None, pos + 1
-        if self.inner is boolean:
-            if tag in (1, 2):
-                return tag == 1, pos + 1
-            raise ScaleDecodeError(f"Option<bool>: invalid byte {tag}")
         if tag != 1:
             raise ScaleDecodeError(f"{self.display_name}: invalid tag {tag}")
         return self.inner.decode_from(data, pos + 1)
@@ -766,6 +767,9 @@ class Lazy(Codec):
     def target(self) -> Codec:
         if self._target is None:
             self._target = self._resolve()
+            # after the first use, calls go straight to the target (hot paths: events, calls)
+            self.encode_into = self._target.encode_into  # type: ignore[method-assign]
+            self.decode_from = self._target.decode_from  # type: ignore[method-assign]
         return self._target
 
     @property
@@ -783,7 +787,8 @@ class Lazy(Codec):
         return self.target.decode_from(data, pos)
 
     def type_key(self) -> tuple[Any, ...]:
-        return self.target.type_key()
+        # A forward reference is identified by its target object: recursing would never end.
+        return ("lazy", id(self.target))
 
 
 def resolve(codec: Codec) -> Codec:

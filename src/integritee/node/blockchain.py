@@ -126,12 +126,12 @@ class Blockchain:
 
     def _genesis_header(self) -> Header:
         root = self._genesis_trie().root()
-        return Header(bytes(32), 0, root, ordered_trie_root([], STATE_VERSION), [])
+        return Header(bytes(32), 0, root, extrinsics_root([]), [])
 
     def _init_genesis(self) -> None:
         trie = self._genesis_trie()
         root, nodes = trie.commit()
-        header = Header(bytes(32), 0, root, ordered_trie_root([], STATE_VERSION), [])
+        header = Header(bytes(32), 0, root, extrinsics_root([]), [])
         h = header.hash()
         with self.db.batch() as batch:
             for node_hash, enc in nodes.items():
@@ -244,7 +244,8 @@ class Blockchain:
 
 
 def extrinsics_root(extrinsics: list[bytes]) -> bytes:
-    return ordered_trie_root(extrinsics, STATE_VERSION)
+    # Substrate builds the extrinsics root with state version 0 (unless system_version >= 2).
+    return ordered_trie_root(extrinsics, 0)
 
 
 def extrinsic_hash(raw: bytes) -> bytes:

@@ -202,3 +202,31 @@ def encode_signed(
 def extra_bytes(era: Any, nonce: int, tip: int = 0) -> bytes:
     return Era.encode(era) + encode_compact(nonce) + encode_compact(tip)
 
+
+
+def sign_and_encode(
+    call_bytes: bytes,
+    signer: Any,
+    *,
+    nonce: int,
+    genesis_hash: bytes,
+    spec_version: int,
+    tx_version: int,
+    era: Any = "Immortal",
+    birth_hash: bytes | None = None,
+    tip: int = 0,
+) -> bytes:
+    """Sign a call with a `Keypair` (sr25519 or ed25519) and encode the extrinsic, as a wallet does."""
+    extra = extra_bytes(era, nonce, tip)
+    payload = (
+        call_bytes
+        + extra
+        + spec_version.to_bytes(4, "little")
+        + tx_version.to_bytes(4, "little")
+        + genesis_hash
+        + (birth_hash or genesis_hash)
+    )
+    if len(payload) > 256:
+        payload = blake2_256(payload)
+    variant = "Sr25519" if signer.crypto == "sr25519" else "Ed25519"
+    return encode_signed(call_bytes, signer.public_key, EnumValue(variant, signer.sign(payload)), era, nonce, tip)

@@ -28,6 +28,8 @@ from .primitives import DispatchError as DispatchErrorCodec
 
 log = logging.getLogger("integritee.node.runtime")
 
+KEY_CACHE_SIZE = 65536
+
 
 class StateAccess(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
@@ -126,9 +128,24 @@ class StorageItem:
         self.prefix = twox128(pallet.storage_prefix.encode()) + twox128(name.encode())
         self._hashers = [HASHERS[h] for h, _ in self.keys]
         self.default = default
+        # Hashing keys costs more than the rest of a storage access; hot keys repeat per block.
+        self._key_cache: dict[tuple[Any, ...], bytes] = {}
         self.default_bytes = b"\x00" if optional else value.encode(default)
 
     def key(self, *keys: Any) -> bytes:
+        try:
+            cached = self._key_cache.get(keys)
+        except TypeError:  # unhashable key values (e.g. lists) are simply not cached
+            return self._make_key(keys)
+        if cached is not None:
+            return cached
+        out = self._make_key(keys)
+        if len(self._key_cache) >= KEY_CACHE_SIZE:
+            self._key_cache.clear()
+        self._key_cache[keys] = out
+        return out
+
+    def _make_key(self, keys: tuple[Any, ...]) -> bytes:
         if len(keys) != len(self.keys):
             raise TypeError(f"{self.pallet.name}.{self.name} takes {len(self.keys)} key(s)")
         out = self.prefix

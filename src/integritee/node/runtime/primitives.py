@@ -7,7 +7,9 @@ dispatch results and event records.
 
 from __future__ import annotations
 
+import struct as _struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from integritee.codec.scale import (
     H256,
@@ -163,7 +165,35 @@ AccountDataCodec = Struct(
     cls=AccountData,
     params=[("Balance", Balance)],
 )
-AccountInfoCodec = Struct(
+class _AccountInfoStruct(Struct):
+    """frame_system::AccountInfo with a fixed-layout fast path: it is read and written per transfer."""
+
+    _head = _struct.Struct("<IIII")
+
+    def encode_into(self, value: Any, out: bytearray) -> None:
+        if type(value) is not AccountInfo:
+            return super().encode_into(value, out)
+        d = value.data
+        out += self._head.pack(value.nonce, value.consumers, value.providers, value.sufficients)
+        out += d.free.to_bytes(16, "little") + d.reserved.to_bytes(16, "little")
+        out += d.frozen.to_bytes(16, "little") + d.flags.to_bytes(16, "little")
+
+    def decode_from(self, data: Any, pos: int) -> tuple[AccountInfo, int]:
+        end = pos + 80
+        if end > len(data):
+            return super().decode_from(data, pos)
+        nonce, consumers, providers, sufficients = self._head.unpack_from(data, pos)
+        b = bytes(data[pos + 16 : end])
+        account_data = AccountData(
+            int.from_bytes(b[0:16], "little"),
+            int.from_bytes(b[16:32], "little"),
+            int.from_bytes(b[32:48], "little"),
+            int.from_bytes(b[48:64], "little"),
+        )
+        return AccountInfo(nonce, consumers, providers, sufficients, account_data), end
+
+
+AccountInfoCodec = _AccountInfoStruct(
     "frame_system::AccountInfo",
     [
         ("nonce", Nonce, "Nonce"),

@@ -1,0 +1,1 @@
+"""Local networks: launching nodes (and later validateers) for development and demos."""
