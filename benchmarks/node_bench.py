@@ -34,7 +34,9 @@ from integritee.node.txpool import PoolLimits, TxPool
 ENDOW = 10**18
 
 
-def make_chain(path: Path, senders: list[Keypair], extra_accounts: int, authority: Keypair) -> Blockchain:
+def make_chain(
+    path: Path, senders: list[Keypair], extra_accounts: int, authority: Keypair
+) -> Blockchain:
     rng = random.Random(7)
     endowed = {k.public_key: ENDOW for k in senders}
     for _ in range(extra_accounts):
@@ -44,9 +46,14 @@ def make_chain(path: Path, senders: list[Keypair], extra_accounts: int, authorit
     return Blockchain.open(path, spec)
 
 
-def signed_transfer(chain: Blockchain, sender: Keypair, dest: bytes, amount: int, nonce: int) -> bytes:
+def signed_transfer(
+    chain: Blockchain, sender: Keypair, dest: bytes, amount: int, nonce: int
+) -> bytes:
     call = runtime_call().encode(
-        EnumValue("Balances", EnumValue("transfer_keep_alive", {"dest": EnumValue("Id", dest), "value": amount}))
+        EnumValue(
+            "Balances",
+            EnumValue("transfer_keep_alive", {"dest": EnumValue("Id", dest), "value": amount}),
+        )
     )
     return sign_and_encode(
         call,
@@ -73,7 +80,9 @@ def run(accounts: int, transfers: int, block_size: int) -> dict[str, float]:
         # 1. pool validation (decode, signature, nonce, fee) of every transfer
         t0 = time.perf_counter()
         for raw in xts:
-            ctx = BlockContext(Overlay(chain.head_state.get), chain.best_number + 1, chain.best_hash, params)
+            ctx = BlockContext(
+                Overlay(chain.head_state.get), chain.best_number + 1, chain.best_hash, params
+            )
             valid = executive.validate_transaction(ctx, raw, chain.hash_at)
             pool.insert(valid, 0)
         validate_s = time.perf_counter() - t0
@@ -87,7 +96,9 @@ def run(accounts: int, transfers: int, block_size: int) -> dict[str, float]:
             limited = TxPool(pool.limits)
             for tx in list(pool.ready.values())[:block_size]:
                 limited.ready[tx.hash] = tx
-            built = build_block(chain, params, limited, authority, slot, slot * 1000, time.monotonic() + 3600)
+            built = build_block(
+                chain, params, limited, authority, slot, slot * 1000, time.monotonic() + 3600
+            )
             chain.commit_block(built.block)
             pool.on_block(built.block.hash, built.included, lambda who: 1)
             build_s += time.perf_counter() - t0
@@ -125,14 +136,18 @@ def block_import_vs_size(sizes: list[int]) -> list[tuple[int, float]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--accounts", type=int, nargs="*", default=[1000, 100_000])
     parser.add_argument("--transfers", type=int, default=4000)
     parser.add_argument("--block-size", type=int, default=2000)
     parser.add_argument("--import-sizes", type=int, nargs="*", default=[100, 1000, 4000])
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
-    print(f"{'accounts':>9} {'transfers':>9} {'validate/s':>11} {'author/s':>9} {'included/s':>11} {'import/s':>9} {'import us/xt':>13}")
+    print(
+        f"{'accounts':>9} {'transfers':>9} {'validate/s':>11} {'author/s':>9} {'included/s':>11} {'import/s':>9} {'import us/xt':>13}"
+    )
     for n in args.accounts:
         r = run(n, min(args.transfers, n), args.block_size)
         print(

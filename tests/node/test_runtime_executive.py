@@ -82,7 +82,9 @@ def author(chain: Blockchain, raws: list[bytes], slot: int = 1) -> tuple[Block, 
 
 
 def ctx_at_best(chain: Blockchain) -> BlockContext:
-    return BlockContext(Overlay(chain.head_state.get), chain.best_number + 1, chain.best_hash, params(chain))
+    return BlockContext(
+        Overlay(chain.head_state.get), chain.best_number + 1, chain.best_hash, params(chain)
+    )
 
 
 def names(events: list) -> list[str]:
@@ -113,7 +115,9 @@ def test_failed_call_keeps_fee_and_nonce_but_rolls_back_its_changes(chain: Block
     before = free(chain, ALICE)
     _block, events = author(chain, [raw])
     failed = [e for e in events if e["event"].value.name == "ExtrinsicFailed"]
-    assert failed and failed[0]["event"].value.value["dispatch_error"] == EnumValue("Token", EnumValue("BelowMinimum"))
+    assert failed and failed[0]["event"].value.value["dispatch_error"] == EnumValue(
+        "Token", EnumValue("BelowMinimum")
+    )
     assert free(chain, CHARLIE) == 0
     assert free(chain, ALICE) == before - compute_fee(len(raw), balances.TRANSFER_WEIGHT)
     assert system.Account.get(chain.head_state, ALICE.public_key).nonce == 1
@@ -123,12 +127,18 @@ def test_keep_alive_refuses_to_kill_and_allow_death_reaps(chain: Blockchain) -> 
     bob_funds = 10 * UNIT
     author(chain, [xt(chain, ALICE, transfer(BOB, bob_funds), 0)], slot=1)
     bob_free = free(chain, BOB)
-    fee_guess = compute_fee(len(xt(chain, BOB, transfer(CHARLIE, bob_free), 0)), balances.TRANSFER_WEIGHT)
+    fee_guess = compute_fee(
+        len(xt(chain, BOB, transfer(CHARLIE, bob_free), 0)), balances.TRANSFER_WEIGHT
+    )
     everything = bob_free - fee_guess
-    _b, events = author(chain, [xt(chain, BOB, transfer(CHARLIE, everything, keep_alive=True), 0)], slot=2)
+    _b, events = author(
+        chain, [xt(chain, BOB, transfer(CHARLIE, everything, keep_alive=True), 0)], slot=2
+    )
     assert any(e["event"].value.name == "ExtrinsicFailed" for e in events)
     bob_free = free(chain, BOB)
-    raw = xt(chain, BOB, transfer(CHARLIE, bob_free - compute_fee(0, 0) - 10**10, keep_alive=False), 1)
+    raw = xt(
+        chain, BOB, transfer(CHARLIE, bob_free - compute_fee(0, 0) - 10**10, keep_alive=False), 1
+    )
     fee = compute_fee(len(raw), balances.TRANSFER_WEIGHT)
     raw = xt(chain, BOB, transfer(CHARLIE, bob_free - fee - 100, keep_alive=False), 1)
     _b, events = author(chain, [raw], slot=3)
@@ -138,7 +148,12 @@ def test_keep_alive_refuses_to_kill_and_allow_death_reaps(chain: Blockchain) -> 
 
 def test_sudo_force_set_balance_and_require_sudo(chain: Blockchain) -> None:
     inner = runtime_call().decode(
-        call("Balances", "force_set_balance", who=EnumValue("Id", CHARLIE.public_key), new_free=7 * UNIT)
+        call(
+            "Balances",
+            "force_set_balance",
+            who=EnumValue("Id", CHARLIE.public_key),
+            new_free=7 * UNIT,
+        )
     )
     sudo_call = runtime_call().encode(EnumValue("Sudo", EnumValue("sudo", {"call": inner})))
     _b, events = author(chain, [xt(chain, ALICE, sudo_call, 0)])
@@ -172,7 +187,12 @@ def test_validation_rejects(chain: Blockchain, mutate: str, kind: str) -> None:
         raw = xt(chain, ALICE, transfer(BOB, UNIT), 0)
     elif mutate == "wrong_genesis":
         raw = sign_and_encode(
-            transfer(BOB, UNIT), ALICE, nonce=1, genesis_hash=bytes(32), spec_version=SPEC_VERSION, tx_version=TRANSACTION_VERSION
+            transfer(BOB, UNIT),
+            ALICE,
+            nonce=1,
+            genesis_hash=bytes(32),
+            spec_version=SPEC_VERSION,
+            tx_version=TRANSACTION_VERSION,
         )
     elif mutate == "poor_sender":
         raw = xt(chain, CHARLIE, transfer(BOB, 1), 0)
@@ -208,7 +228,9 @@ def test_pool_future_promotion_replacement_limits_and_bans(chain: Blockchain) ->
         return executive.validate_transaction(ctx, raw, chain.hash_at)
 
     statuses: list = []
-    assert pool.insert(valid(xt(chain, ALICE, transfer(BOB, UNIT), 1)), 0, statuses.append) == "future"
+    assert (
+        pool.insert(valid(xt(chain, ALICE, transfer(BOB, UNIT), 1)), 0, statuses.append) == "future"
+    )
     with pytest.raises(PoolError) as e:
         pool.insert(valid(xt(chain, ALICE, transfer(BOB, UNIT), 2)), 0)
     assert e.value.code == 1016
@@ -235,7 +257,10 @@ def test_import_rejects_tampered_blocks(chain: Blockchain, tmp_path: Path) -> No
     other = Blockchain.open(tmp_path / "other", chain.spec)
     try:
         h = block.header
-        bad_root = Block(Header(h.parent_hash, h.number, bytes(32), h.extrinsics_root, h.digest), block.extrinsics)
+        bad_root = Block(
+            Header(h.parent_hash, h.number, bytes(32), h.extrinsics_root, h.digest),
+            block.extrinsics,
+        )
         with pytest.raises(ImportError_, match="state root"):
             execute_block(other, params(other), bad_root)
         swapped = Block(h, block.extrinsics[:1])
@@ -269,6 +294,8 @@ def test_justification_checks() -> None:
     forged[60] ^= 1
     with pytest.raises(consensus.ConsensusError):
         consensus.verify_justification(bytes(forged), target, 7, authorities, 0)
-    outsider = consensus.make_justification(target, 7, [Keypair.from_uri("//Eve", "ed25519")] + keys[:2], 1, 0)
+    outsider = consensus.make_justification(
+        target, 7, [Keypair.from_uri("//Eve", "ed25519")] + keys[:2], 1, 0
+    )
     with pytest.raises(consensus.ConsensusError, match="non-authority"):
         consensus.verify_justification(outsider, target, 7, authorities, 0)

@@ -343,7 +343,7 @@ class Vec(Codec):
         for item in items:
             enc(item, out)
 
-    def decode_from(self, data: Buffer, pos: int) -> tuple[list[Any], int]:
+    def decode_from(self, data: Buffer, pos: int) -> tuple[Any, int]:
         n, pos = decode_compact(data, pos)
         if self.max_len is not None and n > self.max_len:
             raise ScaleDecodeError(f"{self.display_name}: {n} > {self.max_len} items")
@@ -402,7 +402,7 @@ class Array(Codec):
         for item in items:
             self.inner.encode_into(item, out)
 
-    def decode_from(self, data: Buffer, pos: int) -> tuple[list[Any], int]:
+    def decode_from(self, data: Buffer, pos: int) -> tuple[Any, int]:
         items = []
         for _ in range(self.length):
             item, pos = self.inner.decode_from(data, pos)
@@ -421,7 +421,9 @@ class FixedBytes(Array):
 
     def encode_into(self, value: Any, out: bytearray) -> None:
         if not isinstance(value, bytes | bytearray) or len(value) != self.length:
-            raise ScaleEncodeError(f"[u8; {self.length}]: expected {self.length} bytes, got {value!r}")
+            raise ScaleEncodeError(
+                f"[u8; {self.length}]: expected {self.length} bytes, got {value!r}"
+            )
         out += value
 
     def decode_from(self, data: Buffer, pos: int) -> tuple[bytes, int]:
@@ -639,7 +641,8 @@ class Enum(Codec):
                     raise ScaleEncodeError(f"{self.display_name}::{name}: missing {f.name!r}")
                 f.codec.encode_into(payload[f.name], out)
         else:
-            payload = tuple(payload)
+            if not isinstance(payload, tuple | list):
+                raise ScaleEncodeError(f"{self.display_name}::{name}: expected a tuple of fields")
             if len(payload) != len(fields):
                 raise ScaleEncodeError(f"{self.display_name}::{name}: wrong number of fields")
             for f, p in zip(fields, payload, strict=True):
@@ -674,7 +677,11 @@ class Enum(Codec):
             self.path,
             tuple(p[1].type_key() if p[1] else None for p in self.params),
             tuple(
-                (v.name, v.index, tuple((f.name, f.codec.type_key(), f.type_name) for f in v.fields))
+                (
+                    v.name,
+                    v.index,
+                    tuple((f.name, f.codec.type_key(), f.type_name) for f in v.fields),
+                )
                 for v in self.variants
             ),
         )
@@ -724,7 +731,10 @@ class Result(Codec):
     def __init__(self, ok: Codec, err: Codec) -> None:
         self.ok, self.err = ok, err
         self.params = (("T", ok), ("E", err))
-        self.variants = (Variant("Ok", 0, (Field(None, ok),)), Variant("Err", 1, (Field(None, err),)))
+        self.variants = (
+            Variant("Ok", 0, (Field(None, ok),)),
+            Variant("Err", 1, (Field(None, err),)),
+        )
 
     @property
     def display_name(self) -> str:

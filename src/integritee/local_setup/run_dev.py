@@ -22,7 +22,9 @@ BIN = Path(sys.executable).parent
 
 
 def _rpc(url: str, method: str, params: list | None = None) -> object:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+    ).encode()
     req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())["result"]
@@ -47,7 +49,11 @@ def _pick_port(preferred: int) -> int:
 
 def _cli(port: int, *args: str, cwd: Path) -> str:
     out = subprocess.run(
-        [str(BIN / "integritee-cli"), "-p", str(port), *args], capture_output=True, text=True, cwd=cwd, timeout=120
+        [str(BIN / "integritee-cli"), "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
     )
     if out.returncode != 0:
         raise RuntimeError(f"integritee-cli {' '.join(args)} failed:\n{out.stderr}")
@@ -56,7 +62,9 @@ def _cli(port: int, *args: str, cwd: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--demo-and-exit", action="store_true", help="run the demo, then stop everything")
+    parser.add_argument(
+        "--demo-and-exit", action="store_true", help="run the demo, then stop everything"
+    )
     parser.add_argument("--block-time-ms", type=int, default=1000)
     args = parser.parse_args()
 
@@ -106,7 +114,9 @@ def main() -> int:
                 print("node did not start producing blocks")
                 return 1
             time.sleep(0.2)
-        print(f"Node is producing blocks: RPC ws://127.0.0.1:{rpc_port} (HTTP on the same port), metrics http://127.0.0.1:{metrics_port}/metrics")
+        print(
+            f"Node is producing blocks: RPC ws://127.0.0.1:{rpc_port} (HTTP on the same port), metrics http://127.0.0.1:{metrics_port}/metrics"
+        )
         print("\nDemo: a transfer of 1 TEER from //Alice to //Bob with integritee-cli")
         before = int(_cli(rpc_port, "balance", "//Bob", cwd=work))
         print(f"  balance //Bob before: {before}")

@@ -12,7 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from integritee.codec.hexutil import from_hex, to_hex
-from integritee.codec.scale import Bytes, Option, ScaleDecodeError, Struct, Vec, decode_compact, u32, u128
+from integritee.codec.scale import (
+    Bytes,
+    Option,
+    ScaleDecodeError,
+    Struct,
+    Vec,
+    decode_compact,
+    u32,
+    u128,
+)
 from integritee.crypto.ss58 import ss58_decode_with_prefix
 from integritee.rpc.errors import RpcError
 from integritee.rpc.server import RpcServer
@@ -45,7 +54,9 @@ def _param(params: Any, index: int, name: str, default: Any = None) -> Any:
     return params[index] if index < len(params) else default
 
 
-def _hex_param(params: Any, index: int, name: str, length: int | None = None, required: bool = True) -> bytes | None:
+def _hex_param(
+    params: Any, index: int, name: str, length: int | None = None, required: bool = True
+) -> bytes | None:
     value = _param(params, index, name)
     if value is None:
         if required:
@@ -95,7 +106,9 @@ class NodeApi:
     def _state(self, params: Any, index: int):
         h = self._block_hash(params, index, "at")
         if h is None:
-            raise RpcError(4003, "Client error: UnknownBlock: State already discarded or unknown block")
+            raise RpcError(
+                4003, "Client error: UnknownBlock: State already discarded or unknown block"
+            )
         return h, self.chain.state_at(h)
 
     def _register(self) -> None:
@@ -113,13 +126,21 @@ class NodeApi:
         m("system_localListenAddresses", lambda p: [])
         m(
             "system_syncState",
-            lambda p: {"startingBlock": 0, "currentBlock": self.chain.best_number, "highestBlock": self.chain.best_number},
+            lambda p: {
+                "startingBlock": 0,
+                "currentBlock": self.chain.best_number,
+                "highestBlock": self.chain.best_number,
+            },
         )
         m("system_accountNextIndex", self.account_next_index, aliases=["account_nextIndex"])
         m("chain_getBlockHash", self.get_block_hash, aliases=["chain_getHead"])
         m("chain_getHeader", self.get_header)
         m("chain_getBlock", self.get_block)
-        m("chain_getFinalizedHead", lambda p: to_hex(self.chain.finalized_hash), aliases=["chain_getFinalisedHead"])
+        m(
+            "chain_getFinalizedHead",
+            lambda p: to_hex(self.chain.finalized_hash),
+            aliases=["chain_getFinalisedHead"],
+        )
         m("state_getRuntimeVersion", self.runtime_version, aliases=["chain_getRuntimeVersion"])
         m("state_getMetadata", self.get_metadata)
         m("state_getStorage", self.get_storage, aliases=["state_getStorageAt"])
@@ -152,7 +173,9 @@ class NodeApi:
             "chain_subscribeFinalizedHeads",
             "chain_unsubscribeFinalizedHeads",
             "chain_finalizedHead",
-            self._sub_heads(self.node.finalized_listeners, lambda: self.chain.header(self.chain.finalized_hash)),
+            self._sub_heads(
+                self.node.finalized_listeners, lambda: self.chain.header(self.chain.finalized_hash)
+            ),
             aliases=["chain_subscribeFinalisedHeads"],
             unsubscribe_aliases=["chain_unsubscribeFinalisedHeads"],
         )
@@ -164,9 +187,14 @@ class NodeApi:
             aliases=["chain_subscribeRuntimeVersion"],
             unsubscribe_aliases=["chain_unsubscribeRuntimeVersion"],
         )
-        s.add_subscription("state_subscribeStorage", "state_unsubscribeStorage", "state_storage", self._sub_storage)
         s.add_subscription(
-            "author_submitAndWatchExtrinsic", "author_unwatchExtrinsic", "author_extrinsicUpdate", self._sub_extrinsic
+            "state_subscribeStorage", "state_unsubscribeStorage", "state_storage", self._sub_storage
+        )
+        s.add_subscription(
+            "author_submitAndWatchExtrinsic",
+            "author_unwatchExtrinsic",
+            "author_extrinsicUpdate",
+            self._sub_extrinsic,
         )
 
     # --- system
@@ -174,7 +202,11 @@ class NodeApi:
         account = _param(params, 0, "accountId")
         if not isinstance(account, str):
             raise ValueError("accountId must be an SS58 address or hex public key")
-        who = from_hex(account, 32) if account.startswith("0x") else ss58_decode_with_prefix(account)[0]
+        who = (
+            from_hex(account, 32)
+            if account.startswith("0x")
+            else ss58_decode_with_prefix(account)[0]
+        )
         return self.node.next_index(who)
 
     # --- chain
@@ -260,7 +292,9 @@ class NodeApi:
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise ValueError("count must be a non-negative integer")
         if count > MAX_KEYS_PAGED:
-            raise RpcError(-32602, f"count exceeds maximum value. value: {count}, max: {MAX_KEYS_PAGED}")
+            raise RpcError(
+                -32602, f"count exceeds maximum value. value: {count}, max: {MAX_KEYS_PAGED}"
+            )
         start = _hex_param(params, 2, "startKey", required=False)
         _h, trie = self._state(params, 3)
         out = []
@@ -307,7 +341,9 @@ class NodeApi:
             raise RpcError(4003, "Client error: UnknownBlock: unknown block")
         handler = self._runtime_apis().get(method)
         if handler is None:
-            raise RpcError(4003, f"Client error: Execution failed: Exported method {method} is not found")
+            raise RpcError(
+                4003, f"Client error: Execution failed: Exported method {method} is not found"
+            )
         try:
             return to_hex(handler(h, data))
         except (ScaleDecodeError, ExtrinsicFormatError, ValueError) as e:
@@ -361,7 +397,9 @@ class NodeApi:
         except ScaleDecodeError as e:
             raise RpcError(1001, "Extrinsic has invalid format", str(e)) from None
         if length != len(raw) - pos:
-            raise RpcError(1001, "Extrinsic has invalid format", "length prefix does not match the data")
+            raise RpcError(
+                1001, "Extrinsic has invalid format", "length prefix does not match the data"
+            )
         return raw
 
     def submit_extrinsic(self, params: Any) -> str:
@@ -376,7 +414,9 @@ class NodeApi:
 
         def watcher(status: Any) -> None:
             sink.send(status)
-            if status in ("invalid", "dropped") or (isinstance(status, dict) and ("finalized" in status or "usurped" in status)):
+            if status in ("invalid", "dropped") or (
+                isinstance(status, dict) and ("finalized" in status or "usurped" in status)
+            ):
                 sink.close()
 
         try:
@@ -385,7 +425,9 @@ class NodeApi:
             raise _pool_error(e) from None
 
     # --- subscriptions
-    def _sub_heads(self, listeners: list, current: Callable[[], Header]) -> Callable[[Any, Any], None]:
+    def _sub_heads(
+        self, listeners: list, current: Callable[[], Header]
+    ) -> Callable[[Any, Any], None]:
         def handler(params: Any, sink: Any) -> None:
             def on_head(header: Header, _h: bytes) -> None:
                 sink.send(header.to_json())
@@ -421,6 +463,9 @@ class NodeApi:
             sink.send(
                 {
                     "block": to_hex(self.chain.best_hash),
-                    "changes": [[to_hex(k), None if (v := trie.get(k)) is None else to_hex(v)] for k in sorted(watched)],
+                    "changes": [
+                        [to_hex(k), None if (v := trie.get(k)) is None else to_hex(v)]
+                        for k in sorted(watched)
+                    ],
                 }
             )

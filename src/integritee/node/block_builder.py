@@ -45,7 +45,9 @@ def timestamp_inherent(now_ms: int) -> bytes:
     return encode_bare(call)
 
 
-def new_context(chain: Blockchain, params: ChainParams, parent: Header, parent_hash: bytes) -> BlockContext:
+def new_context(
+    chain: Blockchain, params: ChainParams, parent: Header, parent_hash: bytes
+) -> BlockContext:
     trie = chain.head_state
     overlay = Overlay(trie.get, trie.iter_prefix)
     return BlockContext(
@@ -91,7 +93,9 @@ def build_block(
         if length + len(xt.raw) > executive.MAX_NORMAL_LENGTH:
             break
         try:
-            outcome = executive.apply_extrinsic(ctx, xt, len(extrinsics), lookup, verify_signature=False)
+            outcome = executive.apply_extrinsic(
+                ctx, xt, len(extrinsics), lookup, verify_signature=False
+            )
         except InvalidTransaction as e:
             if e.kind == "Future":
                 continue  # its predecessor was skipped; it stays for a later block
@@ -114,7 +118,9 @@ def build_block(
     return BuiltBlock(Block(header, extrinsics), undo, included, len(ctx.events))
 
 
-def execute_block(chain: Blockchain, params: ChainParams, block: Block) -> dict[bytes, bytes | None]:
+def execute_block(
+    chain: Blockchain, params: ChainParams, block: Block
+) -> dict[bytes, bytes | None]:
     """Execute a block on top of the best block and check its roots.
 
     On success the head trie holds the block's state (the undo set is returned); on failure the

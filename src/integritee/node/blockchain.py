@@ -231,7 +231,12 @@ class Blockchain:
         if justification is not None:
             self.finalized_hash = h
             self.finalized_number = block.header.number
-        log.debug("committed block #%d in %.1f ms (%d nodes)", block.header.number, (time.perf_counter() - t0) * 1e3, len(nodes))
+        log.debug(
+            "committed block #%d in %.1f ms (%d nodes)",
+            block.header.number,
+            (time.perf_counter() - t0) * 1e3,
+            len(nodes),
+        )
         return h
 
     def finalize(self, block_hash: bytes, justification: bytes) -> None:

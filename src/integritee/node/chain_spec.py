@@ -40,7 +40,9 @@ class GenesisConfig:
     def storage(self) -> dict[bytes, bytes]:
         """Genesis storage produced through the pallets' own storage declarations."""
         state = Overlay(lambda _k: None)
-        ctx = BlockContext(state=state, number=0, parent_hash=bytes(32), chain=ChainParams(bytes(32)))
+        ctx = BlockContext(
+            state=state, number=0, parent_hash=bytes(32), chain=ChainParams(bytes(32))
+        )
         for who, amount in self.endowed.items():
             balances_mod.deposit(ctx, who, amount)
         if self.sudo_key is not None:
@@ -71,7 +73,12 @@ class ChainSpec:
             "protocolId": "teer",
             "properties": self.properties,
             "codeSubstitutes": {},
-            "genesis": {"raw": {"top": {to_hex(k): to_hex(v) for k, v in sorted(self.genesis.items())}, "childrenDefault": {}}},
+            "genesis": {
+                "raw": {
+                    "top": {to_hex(k): to_hex(v) for k, v in sorted(self.genesis.items())},
+                    "childrenDefault": {},
+                }
+            },
         }
 
     @classmethod

@@ -63,12 +63,24 @@ def seal_header(header: Header, key: Keypair) -> Header:
     return header
 
 
-def check_seal(header: Header, authorities: list[bytes], slot_duration_ms: int, now_ms: int | None = None) -> bytes:
+def check_seal(
+    header: Header, authorities: list[bytes], slot_duration_ms: int, now_ms: int | None = None
+) -> bytes:
     """Verify the Aura seal: right author for the slot, valid signature. Returns the author."""
-    if not header.digest or header.digest[-1].name != "Seal" or header.digest[-1].value[0] != AURA_ENGINE:
+    if (
+        not header.digest
+        or header.digest[-1].name != "Seal"
+        or header.digest[-1].value[0] != AURA_ENGINE
+    ):
         raise ConsensusError("header is not sealed by Aura")
     signature = header.digest[-1].value[1]
-    pre = Header(header.parent_hash, header.number, header.state_root, header.extrinsics_root, header.digest[:-1])
+    pre = Header(
+        header.parent_hash,
+        header.number,
+        header.state_root,
+        header.extrinsics_root,
+        header.digest[:-1],
+    )
     slot = block_slot(pre)
     if now_ms is not None and slot > slot_at(now_ms, slot_duration_ms) + 1:
         raise ConsensusError(f"block from a future slot {slot}")
@@ -97,9 +109,17 @@ GrandpaJustification = Struct(
 )
 
 
-def precommit_payload(target_hash: bytes, target_number: int, round_number: int, set_id: int) -> bytes:
+def precommit_payload(
+    target_hash: bytes, target_number: int, round_number: int, set_id: int
+) -> bytes:
     # SCALE((Message::Precommit(precommit), round, set_id)); Precommit is variant 1 of Message.
-    return b"\x01" + target_hash + u32.encode(target_number) + u64.encode(round_number) + u64.encode(set_id)
+    return (
+        b"\x01"
+        + target_hash
+        + u32.encode(target_number)
+        + u64.encode(round_number)
+        + u64.encode(set_id)
+    )
 
 
 @dataclass
@@ -124,7 +144,11 @@ def make_justification(
     return GrandpaJustification.encode(
         {
             "round": round_number,
-            "commit": {"target_hash": target_hash, "target_number": target_number, "precommits": precommits},
+            "commit": {
+                "target_hash": target_hash,
+                "target_number": target_number,
+                "precommits": precommits,
+            },
             "votes_ancestries": [],
         }
     )
@@ -156,5 +180,7 @@ def verify_justification(
             raise ConsensusError("bad precommit signature")
         signers.append(pc["id"])
     if len(signers) * 3 <= len(authorities) * 2:
-        raise ConsensusError(f"{len(signers)} of {len(authorities)} signatures: more than 2/3 needed")
+        raise ConsensusError(
+            f"{len(signers)} of {len(authorities)} signatures: more than 2/3 needed"
+        )
     return VerifiedJustification(target_hash, target_number, signers)

@@ -77,28 +77,63 @@ async def run_node(
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dev", is_flag=True, help="Development chain: Alice authors and finalizes, temporary storage.")
+@click.option(
+    "--dev", is_flag=True, help="Development chain: Alice authors and finalizes, temporary storage."
+)
 @click.option("--chain", default=None, help="dev, local, or the path of a raw chain spec JSON.")
-@click.option("-d", "--base-path", type=click.Path(path_type=Path), default=None, help="Data directory.")
+@click.option(
+    "-d", "--base-path", type=click.Path(path_type=Path), default=None, help="Data directory."
+)
 @click.option("--tmp", is_flag=True, help="Use a temporary base path removed on exit.")
-@click.option("--rpc-port", type=int, default=9944, show_default=True, help="JSON-RPC port (HTTP and WS); 0 picks a free port.")
+@click.option(
+    "--rpc-port",
+    type=int,
+    default=9944,
+    show_default=True,
+    help="JSON-RPC port (HTTP and WS); 0 picks a free port.",
+)
 @click.option("--port", type=int, default=30333, show_default=True, help="P2P port.")
-@click.option("--prometheus-port", type=int, default=9615, show_default=True, help="Prometheus /metrics port.")
+@click.option(
+    "--prometheus-port", type=int, default=9615, show_default=True, help="Prometheus /metrics port."
+)
 @click.option("--no-prometheus", is_flag=True, help="Do not serve metrics.")
-@click.option("--rpc-external", "--unsafe-rpc-external", "--ws-external", "rpc_external", is_flag=True, help="Listen on all interfaces.")
+@click.option(
+    "--rpc-external",
+    "--unsafe-rpc-external",
+    "--ws-external",
+    "rpc_external",
+    is_flag=True,
+    help="Listen on all interfaces.",
+)
 @click.option("--prometheus-external", is_flag=True, help="Serve metrics on all interfaces.")
-@click.option("--rpc-max-request-size", type=int, default=15, show_default=True, help="Maximum RPC request size in MiB.")
-@click.option("--block-time-ms", type=int, default=6000, show_default=True, help="Aura slot duration.")
-@click.option("--validator", is_flag=True, help="Author blocks with --key (or //Alice on dev chains).")
-@click.option("--key", default=None, help="Secret URI of the authority keys (sr25519 Aura, ed25519 GRANDPA).")
-@click.option("--alice", "named", flag_value="Alice", help="Shortcut for --validator --key //Alice.")
+@click.option(
+    "--rpc-max-request-size",
+    type=int,
+    default=15,
+    show_default=True,
+    help="Maximum RPC request size in MiB.",
+)
+@click.option(
+    "--block-time-ms", type=int, default=6000, show_default=True, help="Aura slot duration."
+)
+@click.option(
+    "--validator", is_flag=True, help="Author blocks with --key (or //Alice on dev chains)."
+)
+@click.option(
+    "--key", default=None, help="Secret URI of the authority keys (sr25519 Aura, ed25519 GRANDPA)."
+)
+@click.option(
+    "--alice", "named", flag_value="Alice", help="Shortcut for --validator --key //Alice."
+)
 @click.option("--bob", "named", flag_value="Bob", help="Shortcut for --validator --key //Bob.")
 @click.option("--charlie", "named", flag_value="Charlie")
 @click.option("--dave", "named", flag_value="Dave")
 @click.option("--eve", "named", flag_value="Eve")
 @click.option("--ferdie", "named", flag_value="Ferdie")
 @click.option("--name", default=None, help="Node name shown in logs.")
-@click.option("-l", "--log-level", default="info", show_default=True, help="error, warning, info, debug.")
+@click.option(
+    "-l", "--log-level", default="info", show_default=True, help="error, warning, info, debug."
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -157,7 +192,14 @@ def main(
     mhost = "0.0.0.0" if prometheus_external else "127.0.0.1"
     try:
         asyncio.run(
-            run_node(config, host, rpc_port, mhost, None if no_prometheus else prometheus_port, rpc_max_request_size * 1024 * 1024)
+            run_node(
+                config,
+                host,
+                rpc_port,
+                mhost,
+                None if no_prometheus else prometheus_port,
+                rpc_max_request_size * 1024 * 1024,
+            )
         )
     except OSError as e:
         raise click.ClickException(f"cannot start: {e}") from None
@@ -179,6 +221,3 @@ def build_spec(ctx: click.Context, chain: str | None, dev: bool, raw: bool) -> N
     except ChainSpecError as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(spec.to_json(), indent=2))
-
-
-

@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -23,18 +29,26 @@ class _NodeCollector(Collector):
         self.node = node
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        height = GaugeMetricFamily("substrate_block_height", "Block height info of the chain", labels=["status"])
+        height = GaugeMetricFamily(
+            "substrate_block_height", "Block height info of the chain", labels=["status"]
+        )
         height.add_metric(["best"], self.node.chain.best_number)
         height.add_metric(["finalized"], self.node.chain.finalized_number)
         yield height
         yield GaugeMetricFamily(
-            "substrate_ready_transactions_number", "Number of transactions in the ready queue", value=len(self.node.pool.ready)
+            "substrate_ready_transactions_number",
+            "Number of transactions in the ready queue",
+            value=len(self.node.pool.ready),
         )
         yield GaugeMetricFamily(
-            "substrate_future_transactions_number", "Number of transactions in the future queue", value=len(self.node.pool.future)
+            "substrate_future_transactions_number",
+            "Number of transactions in the future queue",
+            value=len(self.node.pool.future),
         )
         yield GaugeMetricFamily(
-            "integritee_node_blocks_authored", "Blocks authored by this node since start", value=self.node.blocks_authored
+            "integritee_node_blocks_authored",
+            "Blocks authored by this node since start",
+            value=self.node.blocks_authored,
         )
 
 
@@ -44,10 +58,16 @@ class NodeMetrics:
         self.registry.register(_NodeCollector(node))
         ProcessCollector(registry=self.registry)
         self.rpc_calls = Counter(
-            "substrate_rpc_calls", "Number of RPC calls", ["method", "is_error"], registry=self.registry
+            "substrate_rpc_calls",
+            "Number of RPC calls",
+            ["method", "is_error"],
+            registry=self.registry,
         )
         self.rpc_time = Histogram(
-            "substrate_rpc_calls_time_seconds", "Time spent serving RPC calls", ["method"], registry=self.registry
+            "substrate_rpc_calls_time_seconds",
+            "Time spent serving RPC calls",
+            ["method"],
+            registry=self.registry,
         )
         self.import_time = Histogram(
             "substrate_block_verification_and_import_time",
@@ -55,7 +75,9 @@ class NodeMetrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        node.new_head_listeners.append(lambda _header, _h: self.import_time.observe(node.last_import_seconds))
+        node.new_head_listeners.append(
+            lambda _header, _h: self.import_time.observe(node.last_import_seconds)
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -64,7 +86,9 @@ class NodeMetrics:
         self.rpc_time.labels(method).observe(seconds)
 
     async def _handle(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE}
+        )
 
     async def start(self, host: str, port: int) -> int:
         app = web.Application()

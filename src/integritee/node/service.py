@@ -9,6 +9,7 @@ justification (multi-authority finality votes over the network).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -51,9 +52,13 @@ HeadListener = Callable[[Header, bytes], None]
 class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.chain = Blockchain.open(config.base_path / "chains" / config.spec.id / "db", config.spec)
+        self.chain = Blockchain.open(
+            config.base_path / "chains" / config.spec.id / "db", config.spec
+        )
         self.pool = TxPool(config.pool_limits)
-        self.params = ChainParams(self.chain.genesis_hash, minimum_period_ms=max(1, config.block_time_ms // 2))
+        self.params = ChainParams(
+            self.chain.genesis_hash, minimum_period_ms=max(1, config.block_time_ms // 2)
+        )
         self.new_head_listeners: list[HeadListener] = []
         self.finalized_listeners: list[HeadListener] = []
         self.block_listeners: list[Callable[[Block, bytes, dict[bytes, bytes | None]], None]] = []
@@ -86,7 +91,10 @@ class Node:
         trie = self.chain.state_at(block_hash)
         header = self.chain.header(block_hash)
         return BlockContext(
-            state=Overlay(trie.get, trie.iter_prefix), number=header.number + 1, parent_hash=block_hash, chain=self.params
+            state=Overlay(trie.get, trie.iter_prefix),
+            number=header.number + 1,
+            parent_hash=block_hash,
+            chain=self.params,
         )
 
     def account_nonce(self, who: bytes) -> int:
@@ -131,12 +139,14 @@ class Node:
         self._stopping.set()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
         self.chain.close()
-        log.info("node stopped at best #%d, finalized #%d", self.chain.best_number, self.chain.finalized_number)
+        log.info(
+            "node stopped at best #%d, finalized #%d",
+            self.chain.best_number,
+            self.chain.finalized_number,
+        )
 
     async def _author_loop(self) -> None:
         key = self.config.authority
@@ -145,7 +155,9 @@ class Node:
             await self._stopping.wait()
             return
         duration = self.config.block_time_ms
-        last_slot = consensus.block_slot(self.chain.best_header) if self.chain.best_number > 0 else -1
+        last_slot = (
+            consensus.block_slot(self.chain.best_header) if self.chain.best_number > 0 else -1
+        )
         while not self._stopping.is_set():
             now_ms = int(time.time() * 1000)
             slot = now_ms // duration
@@ -165,7 +177,15 @@ class Node:
         key = self.config.authority
         assert key is not None
         t0 = time.perf_counter()
-        built = build_block(self.chain, self.params, self.pool, key, slot, slot * self.config.block_time_ms, deadline)
+        built = build_block(
+            self.chain,
+            self.params,
+            self.pool,
+            key,
+            slot,
+            slot * self.config.block_time_ms,
+            deadline,
+        )
         block = built.block
         block_hash = block.hash
         justification = self._own_justification(block.header, block_hash)
@@ -180,7 +200,9 @@ class Node:
             self.last_import_seconds * 1000,
             ", finalized" if justification else "",
         )
-        self._after_import(block, block_hash, built.undo, built.included, finalized=justification is not None)
+        self._after_import(
+            block, block_hash, built.undo, built.included, finalized=justification is not None
+        )
 
     def _own_justification(self, header: Header, block_hash: bytes) -> bytes | None:
         authorities = self.grandpa_authorities()
@@ -193,7 +215,9 @@ class Node:
     # --- import of blocks from elsewhere (peers; tests)
     def import_block(self, block: Block, justification: bytes | None = None) -> bytes:
         t0 = time.perf_counter()
-        consensus.check_seal(block.header, self.authorities(), self.config.block_time_ms, int(time.time() * 1000))
+        consensus.check_seal(
+            block.header, self.authorities(), self.config.block_time_ms, int(time.time() * 1000)
+        )
         if justification is not None:
             consensus.verify_justification(
                 justification,
@@ -211,7 +235,12 @@ class Node:
         return block_hash
 
     def _after_import(
-        self, block: Block, block_hash: bytes, changes: dict[bytes, bytes | None], included: list[bytes], finalized: bool
+        self,
+        block: Block,
+        block_hash: bytes,
+        changes: dict[bytes, bytes | None],
+        included: list[bytes],
+        finalized: bool,
     ) -> None:
         watchers = self.pool.on_block(block_hash, included, self.account_nonce)
         if watchers:
@@ -234,7 +263,11 @@ class Node:
 
     def _is_final(self, block_hash: bytes) -> bool:
         header = self.chain.maybe_header(block_hash)
-        return header is not None and header.number <= self.chain.finalized_number and self.chain.hash_at(header.number) == block_hash
+        return (
+            header is not None
+            and header.number <= self.chain.finalized_number
+            and self.chain.hash_at(header.number) == block_hash
+        )
 
 
 def _hash(raw: bytes) -> bytes:

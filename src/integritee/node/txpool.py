@@ -82,7 +82,9 @@ class TxPool:
         return len(self.ready) + len(self.future)
 
     def pending(self) -> list[bytes]:
-        return [t.valid.xt.raw for t in self.ready.values()] + [t.valid.xt.raw for t in self.future.values()]
+        return [t.valid.xt.raw for t in self.ready.values()] + [
+            t.valid.xt.raw for t in self.future.values()
+        ]
 
     def iter_ready(self) -> Iterator[PoolTx]:
         return iter(list(self.ready.values()))
@@ -109,7 +111,9 @@ class TxPool:
         if self.is_banned(h):
             raise PoolError(1012, "Transaction is temporarily banned")
 
-    def insert(self, valid: ValidTransaction, account_nonce: int, watcher: Watcher | None = None) -> str:
+    def insert(
+        self, valid: ValidTransaction, account_nonce: int, watcher: Watcher | None = None
+    ) -> str:
         """Insert a validated transaction; returns "ready" or "future". Raises PoolError."""
         h = valid.xt.hash
         self.check_new(h)
@@ -120,12 +124,21 @@ class TxPool:
             existing = self.ready.get(existing_hash) or self.future.get(existing_hash)
             assert existing is not None
             if valid.priority <= existing.valid.priority:
-                raise PoolError(1014, "Priority is too low", f"({valid.priority} vs {existing.valid.priority})")
+                raise PoolError(
+                    1014, "Priority is too low", f"({valid.priority} vs {existing.valid.priority})"
+                )
             self._remove(existing_hash)
             self._notify(existing, {"usurped": "0x" + h.hex()})
-        is_ready = valid.xt.nonce == account_nonce or (valid.requires and valid.requires[0] in self.by_tag and self.by_tag[valid.requires[0]] in self.ready)
+        is_ready = valid.xt.nonce == account_nonce or (
+            valid.requires
+            and valid.requires[0] in self.by_tag
+            and self.by_tag[valid.requires[0]] in self.ready
+        )
         if is_ready:
-            if len(self.ready) >= self.limits.ready_count or self.ready_bytes + tx.size > self.limits.ready_bytes:
+            if (
+                len(self.ready) >= self.limits.ready_count
+                or self.ready_bytes + tx.size > self.limits.ready_bytes
+            ):
                 raise PoolError(1016, "Immediately Dropped", "ready queue is full")
             self.ready[h] = tx
             self.ready_bytes += tx.size
@@ -133,7 +146,10 @@ class TxPool:
             self._notify(tx, "ready")
             self._promote(tx.sender, tx.nonce + 1)
             return "ready"
-        if len(self.future) >= self.limits.future_count or self.future_bytes + tx.size > self.limits.future_bytes:
+        if (
+            len(self.future) >= self.limits.future_count
+            or self.future_bytes + tx.size > self.limits.future_bytes
+        ):
             raise PoolError(1016, "Immediately Dropped", "future queue is full")
         self.future[h] = tx
         self.future_bytes += tx.size

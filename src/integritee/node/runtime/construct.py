@@ -132,7 +132,9 @@ def dispatch(ctx: BlockContext, origin: Origin, call: EnumValue) -> None:
     decl.handler(ctx, origin, **(call.value.value or {}))
 
 
-def dispatch_transactional(ctx: BlockContext, origin: Origin, call: EnumValue) -> DispatchError | None:
+def dispatch_transactional(
+    ctx: BlockContext, origin: Origin, call: EnumValue
+) -> DispatchError | None:
     """Dispatch in a storage transaction: on error, its changes (not its caller's) are rolled back."""
     ctx.state.start_transaction()
     events_before = len(ctx.events)

@@ -21,7 +21,9 @@ class BlockContext:
     events: list[tuple[EnumValue, EnumValue, list[bytes]]] = field(default_factory=list)
     finalizing: bool = False
 
-    def deposit_event(self, pallet: Any, name: str, payload: Any = None, topics: list[bytes] | None = None) -> None:
+    def deposit_event(
+        self, pallet: Any, name: str, payload: Any = None, topics: list[bytes] | None = None
+    ) -> None:
         if self.extrinsic_index is not None:
             phase = EnumValue("ApplyExtrinsic", self.extrinsic_index)
         else:

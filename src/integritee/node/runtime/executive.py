@@ -93,7 +93,9 @@ def _tag(who: bytes, nonce: int) -> bytes:
     return who + nonce.to_bytes(4, "little")
 
 
-def _check_era(xt: Extrinsic, current: int, block_hash: Callable[[int], bytes | None], genesis: bytes) -> tuple[bytes, int]:
+def _check_era(
+    xt: Extrinsic, current: int, block_hash: Callable[[int], bytes | None], genesis: bytes
+) -> tuple[bytes, int]:
     """The birth block hash the signature commits to, and the remaining longevity."""
     assert xt.era is not None
     try:
@@ -129,7 +131,9 @@ def check_signed(
         raise InvalidTransaction("BadSigner")
     birth_hash, longevity = _check_era(xt, ctx.number, block_hash, ctx.chain.genesis_hash)
     if verify_signature:
-        payload = xt.signing_payload(SPEC_VERSION, TRANSACTION_VERSION, ctx.chain.genesis_hash, birth_hash)
+        payload = xt.signing_payload(
+            SPEC_VERSION, TRANSACTION_VERSION, ctx.chain.genesis_hash, birth_hash
+        )
         if not verify_multi_signature(xt.signature.name, xt.signature.value, payload, xt.signer):
             raise InvalidTransaction("BadProof")
     account = system_mod.Account.get(ctx.state, xt.signer)
@@ -145,8 +149,13 @@ def check_signed(
     if weight + EXTRINSIC_BASE_WEIGHT > MAX_NORMAL_WEIGHT or len(xt.raw) > MAX_NORMAL_LENGTH:
         raise InvalidTransaction("ExhaustsResources")
     # Fee payment must keep the account alive (FRAME withdraws with Preservation::Preserve).
-    if xt.nonce == account.nonce and fee and (
-        account.data.free < fee or account.data.free - fee + account.data.reserved < balances_mod.EXISTENTIAL_DEPOSIT
+    if (
+        xt.nonce == account.nonce
+        and fee
+        and (
+            account.data.free < fee
+            or account.data.free - fee + account.data.reserved < balances_mod.EXISTENTIAL_DEPOSIT
+        )
     ):
         raise InvalidTransaction("Payment")
     return fee, weight, longevity
@@ -161,7 +170,9 @@ def validate_transaction(
     except ExtrinsicFormatError as e:
         raise InvalidTransaction("Call", f"could not decode: {e}") from None
     if not xt.signed:
-        raise InvalidTransaction("Call", "unsigned extrinsics are inherents and cannot be submitted")
+        raise InvalidTransaction(
+            "Call", "unsigned extrinsics are inherents and cannot be submitted"
+        )
     fee, weight, longevity = check_signed(ctx, xt, block_hash, allow_future=True)
     account_nonce = system_mod.Account.get(ctx.state, xt.signer).nonce
     assert xt.signer is not None
@@ -209,7 +220,11 @@ def apply_extrinsic(
         system_mod.inc_nonce(ctx, who)
         if fee:
             balances_mod.withdraw(ctx, who, fee, keep_alive=True)
-            ctx.deposit_event(transaction_payment, "TransactionFeePaid", {"who": who, "actual_fee": fee - xt.tip, "tip": xt.tip})
+            ctx.deposit_event(
+                transaction_payment,
+                "TransactionFeePaid",
+                {"who": who, "actual_fee": fee - xt.tip, "tip": xt.tip},
+            )
         error = dispatch_transactional(ctx, Origin.signed(who), xt.call)
         pays = call_pays_fee(xt.call)
         if error is None:
@@ -227,14 +242,19 @@ def apply_extrinsic(
 
 def _info(weight: int, pays: bool, mandatory: bool = False) -> dict:
     return {
-        "weight": {"ref_time": weight + (0 if mandatory else EXTRINSIC_BASE_WEIGHT), "proof_size": 0},
+        "weight": {
+            "ref_time": weight + (0 if mandatory else EXTRINSIC_BASE_WEIGHT),
+            "proof_size": 0,
+        },
         "class": EnumValue("Mandatory" if mandatory else "Normal"),
         "pays_fee": EnumValue("Yes" if pays else "No"),
     }
 
 
 def _emit_success(ctx: BlockContext, weight: int, pays: bool, mandatory: bool = False) -> None:
-    ctx.deposit_event(system_mod.system, "ExtrinsicSuccess", {"dispatch_info": _info(weight, pays, mandatory)})
+    ctx.deposit_event(
+        system_mod.system, "ExtrinsicSuccess", {"dispatch_info": _info(weight, pays, mandatory)}
+    )
 
 
 def finalize_block(ctx: BlockContext, extrinsic_count: int) -> None:

@@ -44,7 +44,9 @@ def _compact_newtype(path: str, inner: Codec, type_name: str) -> Codec:
     return Newtype(path, Compact(inner), type_name)
 
 
-CheckNonceCodec = _compact_newtype("frame_system::extensions::check_nonce::CheckNonce", u32, "T::Nonce")
+CheckNonceCodec = _compact_newtype(
+    "frame_system::extensions::check_nonce::CheckNonce", u32, "T::Nonce"
+)
 ChargeTransactionPaymentCodec = _compact_newtype(
     "pallet_transaction_payment::ChargeTransactionPayment", u128, "BalanceOf<T>"
 )
@@ -123,7 +125,9 @@ class Extrinsic:
     def signed(self) -> bool:
         return self.signer is not None
 
-    def signing_payload(self, spec_version: int, tx_version: int, genesis: bytes, birth_hash: bytes) -> bytes:
+    def signing_payload(
+        self, spec_version: int, tx_version: int, genesis: bytes, birth_hash: bytes
+    ) -> bytes:
         payload = (
             self.call_bytes
             + self.extra_bytes
@@ -162,7 +166,16 @@ def decode_extrinsic(raw: bytes, call_codec: Codec) -> Extrinsic:
             if nonce > 0xFFFFFFFF:
                 raise ExtrinsicFormatError("nonce out of range")
             return Extrinsic(
-                raw, blake2_256(raw), call, raw[pos:], address.value, signature, era, nonce, tip, extra
+                raw,
+                blake2_256(raw),
+                call,
+                raw[pos:],
+                address.value,
+                signature,
+                era,
+                nonce,
+                tip,
+                extra,
             )
         call, end = call_codec.decode_from(raw, pos)
         if end != len(raw):
@@ -203,7 +216,6 @@ def extra_bytes(era: Any, nonce: int, tip: int = 0) -> bytes:
     return Era.encode(era) + encode_compact(nonce) + encode_compact(tip)
 
 
-
 def sign_and_encode(
     call_bytes: bytes,
     signer: Any,
@@ -229,4 +241,6 @@ def sign_and_encode(
     if len(payload) > 256:
         payload = blake2_256(payload)
     variant = "Sr25519" if signer.crypto == "sr25519" else "Ed25519"
-    return encode_signed(call_bytes, signer.public_key, EnumValue(variant, signer.sign(payload)), era, nonce, tip)
+    return encode_signed(
+        call_bytes, signer.public_key, EnumValue(variant, signer.sign(payload)), era, nonce, tip
+    )

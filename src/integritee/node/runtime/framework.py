@@ -234,7 +234,9 @@ class Pallet:
         self._error_index: dict[str, int] = {}
 
     # --- storage
-    def value(self, name: str, codec: Codec, default: Any = None, optional: bool = False) -> StorageItem:
+    def value(
+        self, name: str, codec: Codec, default: Any = None, optional: bool = False
+    ) -> StorageItem:
         item = StorageItem(self, name, codec, (), default, optional)
         self.storage.append(item)
         return item
@@ -285,7 +287,9 @@ class Pallet:
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             call_name = name or fn.__name__
-            doc = tuple(line.strip() for line in (fn.__doc__ or "").strip().splitlines() if line.strip())
+            doc = tuple(
+                line.strip() for line in (fn.__doc__ or "").strip().splitlines() if line.strip()
+            )
             self.calls[call_name] = CallDecl(call_name, index, fields, fn, weight, pays_fee, doc)
             self._call_enum = None
             return fn
@@ -314,7 +318,9 @@ class Pallet:
         if not self.events:
             return None
         if self._event_enum is None:
-            self._event_enum = Enum(f"{self.crate}::pallet::Event", self.events, params=[("T", None)])
+            self._event_enum = Enum(
+                f"{self.crate}::pallet::Event", self.events, params=[("T", None)]
+            )
         return self._event_enum
 
     # --- errors
@@ -331,7 +337,9 @@ class Pallet:
         if not self.errors:
             return None
         if self._error_enum is None:
-            self._error_enum = Enum(f"{self.crate}::pallet::Error", self.errors, params=[("T", None)])
+            self._error_enum = Enum(
+                f"{self.crate}::pallet::Error", self.errors, params=[("T", None)]
+            )
         return self._error_enum
 
     def err(self, name: str) -> DispatchError:

@@ -23,12 +23,12 @@ from integritee.codec.scale import (
     Struct,
     Tuple,
     Vec,
+    text,
     u8,
     u32,
     u64,
     u128,
     unit,
-    text,
     variant,
 )
 
@@ -83,11 +83,16 @@ DispatchClass = Enum(
 Pays = Enum("frame_support::dispatch::Pays", [variant("Yes", 0), variant("No", 1)])
 DispatchInfo = Struct(
     "frame_support::dispatch::DispatchInfo",
-    [("weight", Weight, "Weight"), ("class", DispatchClass, "DispatchClass"), ("pays_fee", Pays, "Pays")],
+    [
+        ("weight", Weight, "Weight"),
+        ("class", DispatchClass, "DispatchClass"),
+        ("pays_fee", Pays, "Pays"),
+    ],
 )
 
 ModuleError = Struct(
-    "sp_runtime::ModuleError", [("index", u8, "u8"), ("error", FixedBytes(4), "[u8; MAX_MODULE_ERROR_ENCODED_SIZE]")]
+    "sp_runtime::ModuleError",
+    [("index", u8, "u8"), ("error", FixedBytes(4), "[u8; MAX_MODULE_ERROR_ENCODED_SIZE]")],
 )
 TokenError = Enum(
     "sp_runtime::TokenError",
@@ -165,6 +170,8 @@ AccountDataCodec = Struct(
     cls=AccountData,
     params=[("Balance", Balance)],
 )
+
+
 class _AccountInfoStruct(Struct):
     """frame_system::AccountInfo with a fixed-layout fast path: it is read and written per transfer."""
 
@@ -208,21 +215,36 @@ AccountInfoCodec = _AccountInfoStruct(
 
 Phase = Enum(
     "frame_system::Phase",
-    [variant("ApplyExtrinsic", 0, (None, u32, "u32")), variant("Finalization", 1), variant("Initialization", 2)],
+    [
+        variant("ApplyExtrinsic", 0, (None, u32, "u32")),
+        variant("Finalization", 1),
+        variant("Initialization", 2),
+    ],
 )
 
 ConsensusEngineId = FixedBytes(4)
 DigestItem = Enum(
     "sp_runtime::generic::digest::DigestItem",
     [
-        variant("PreRuntime", 6, (None, ConsensusEngineId, "ConsensusEngineId"), (None, Bytes, "Vec<u8>")),
-        variant("Consensus", 4, (None, ConsensusEngineId, "ConsensusEngineId"), (None, Bytes, "Vec<u8>")),
-        variant("Seal", 5, (None, ConsensusEngineId, "ConsensusEngineId"), (None, Bytes, "Vec<u8>")),
+        variant(
+            "PreRuntime",
+            6,
+            (None, ConsensusEngineId, "ConsensusEngineId"),
+            (None, Bytes, "Vec<u8>"),
+        ),
+        variant(
+            "Consensus", 4, (None, ConsensusEngineId, "ConsensusEngineId"), (None, Bytes, "Vec<u8>")
+        ),
+        variant(
+            "Seal", 5, (None, ConsensusEngineId, "ConsensusEngineId"), (None, Bytes, "Vec<u8>")
+        ),
         variant("Other", 0, (None, Bytes, "Vec<u8>")),
         variant("RuntimeEnvironmentUpdated", 8),
     ],
 )
-Digest = Struct("sp_runtime::generic::digest::Digest", [("logs", Vec(DigestItem), "Vec<DigestItem>")])
+Digest = Struct(
+    "sp_runtime::generic::digest::Digest", [("logs", Vec(DigestItem), "Vec<DigestItem>")]
+)
 
 
 @dataclass
@@ -267,7 +289,9 @@ HeaderCodec = Struct(
 )
 BlakeTwo256 = Struct("sp_runtime::traits::BlakeTwo256", [])
 
-RuntimeDbWeight = Struct("sp_weights::RuntimeDbWeight", [("read", u64, "u64"), ("write", u64, "u64")])
+RuntimeDbWeight = Struct(
+    "sp_weights::RuntimeDbWeight", [("read", u64, "u64"), ("write", u64, "u64")]
+)
 RuntimeVersionCodec = Struct(
     "sp_version::RuntimeVersion",
     [

@@ -28,7 +28,11 @@ _A = ("T::AccountId",)
 balances.event("Endowed", 0, ("account", AccountId, *_A), ("free_balance", Balance, "T::Balance"))
 balances.event("DustLost", 1, ("account", AccountId, *_A), ("amount", Balance, "T::Balance"))
 balances.event(
-    "Transfer", 2, ("from", AccountId, *_A), ("to", AccountId, *_A), ("amount", Balance, "T::Balance")
+    "Transfer",
+    2,
+    ("from", AccountId, *_A),
+    ("to", AccountId, *_A),
+    ("amount", Balance, "T::Balance"),
 )
 balances.event("BalanceSet", 3, ("who", AccountId, *_A), ("free", Balance, "T::Balance"))
 balances.event("Reserved", 4, ("who", AccountId, *_A), ("amount", Balance, "T::Balance"))

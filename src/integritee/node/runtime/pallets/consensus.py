@@ -7,7 +7,9 @@ from integritee.codec.scale import FixedBytes, Newtype, Tuple, Vec, u32, u64
 from ..framework import Pallet
 
 aura = Pallet("Aura", 23, "pallet_aura")
-AuraId = Newtype("sp_consensus_aura::sr25519::app_sr25519::Public", FixedBytes(32), "sr25519::Public")
+AuraId = Newtype(
+    "sp_consensus_aura::sr25519::app_sr25519::Public", FixedBytes(32), "sr25519::Public"
+)
 Slot = Newtype("sp_consensus_slots::Slot", u64, "u64")
 AuraAuthorities = aura.value("Authorities", Vec(AuraId), default=[])
 CurrentSlot = aura.value("CurrentSlot", Slot, default=0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from integritee.codec.scale import EnumValue, Lazy, Option, Result, unit
 
 from ..framework import ROOT, Origin, Pallet, ensure_signed
-from ..primitives import AccountId, DispatchError as DispatchErrorCodec, MultiAddress, Weight
+from ..primitives import AccountId, MultiAddress, Weight
+from ..primitives import DispatchError as DispatchErrorCodec
 from .balances import lookup
 
 sudo = Pallet("Sudo", 5, "pallet_sudo")
@@ -22,7 +23,12 @@ _call = (Lazy(_runtime_call), "Box<<T as Config>::RuntimeCall>")
 _result = (Result(unit, DispatchErrorCodec), "DispatchResult")
 
 sudo.event("Sudid", 0, ("sudo_result", *_result))
-sudo.event("KeyChanged", 1, ("old", Option(AccountId), "Option<T::AccountId>"), ("new", AccountId, "T::AccountId"))
+sudo.event(
+    "KeyChanged",
+    1,
+    ("old", Option(AccountId), "Option<T::AccountId>"),
+    ("new", AccountId, "T::AccountId"),
+)
 sudo.event("KeyRemoved", 2)
 sudo.event("SudoAsDone", 3, ("sudo_result", *_result))
 sudo.error("RequireSudo")
@@ -75,7 +81,12 @@ def set_key(ctx, origin, new) -> None:
     ctx.deposit_event(sudo, "KeyChanged", {"old": old, "new": new_key})
 
 
-@sudo.call(3, weight=lambda who, call: _inner_weight(call), who=(MultiAddress, "AccountIdLookupOf<T>"), call=_call)
+@sudo.call(
+    3,
+    weight=lambda who, call: _inner_weight(call),
+    who=(MultiAddress, "AccountIdLookupOf<T>"),
+    call=_call,
+)
 def sudo_as(ctx, origin, who, call) -> None:
     """Dispatch a call with a Signed origin of the given account."""
     _ensure_sudo(ctx, origin)
@@ -89,4 +100,3 @@ def remove_key(ctx, origin) -> None:
     _ensure_sudo(ctx, origin)
     Key.remove(ctx.state)
     ctx.deposit_event(sudo, "KeyRemoved")
-

@@ -34,11 +34,17 @@ def _runtime_event():
 
 EventRecord = Struct(
     "frame_system::EventRecord",
-    [("phase", Phase, "Phase"), ("event", Lazy(_runtime_event), "E"), ("topics", Vec(Hash), "Vec<T>")],
+    [
+        ("phase", Phase, "Phase"),
+        ("event", Lazy(_runtime_event), "E"),
+        ("topics", Vec(Hash), "Vec<T>"),
+    ],
     params=[("E", Lazy(_runtime_event)), ("T", Hash)],
 )
 
-Account = system.map("Account", "Blake2_128Concat", AccountId, AccountInfoCodec, default=AccountInfo())
+Account = system.map(
+    "Account", "Blake2_128Concat", AccountId, AccountInfoCodec, default=AccountInfo()
+)
 ExtrinsicCount = system.value("ExtrinsicCount", u32, optional=True)
 BlockHash = system.map("BlockHash", "Twox64Concat", BlockNumber, Hash, default=bytes(32))
 Number = system.value("Number", BlockNumber, default=0)
@@ -126,4 +132,3 @@ def finalize(ctx, extrinsic_count: int) -> None:
     ExtrinsicCount.put(ctx.state, extrinsic_count)
     Events.put(ctx.state, [{"phase": p, "event": e, "topics": t} for p, e, t in ctx.events])
     EventCount.put(ctx.state, len(ctx.events))
-
