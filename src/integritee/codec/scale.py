@@ -147,9 +147,10 @@ class Codec:
         return f"<{type(self).__name__} {self.display_name}>"
 
 
-def _need(data: Buffer, end: int, what: str) -> None:
+def _need(data: Buffer, end: int, what: str | Codec) -> None:
     if end > len(data):
-        raise ScaleDecodeError(f"{what}: unexpected end of input")
+        name = what.display_name if isinstance(what, Codec) else what
+        raise ScaleDecodeError(f"{name}: unexpected end of input")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,7 +429,7 @@ class FixedBytes(Array):
 
     def decode_from(self, data: Buffer, pos: int) -> tuple[bytes, int]:
         end = pos + self.length
-        _need(data, end, self.display_name)
+        _need(data, end, self)
         return bytes(data[pos:end]), end
 
 
@@ -649,7 +650,7 @@ class Enum(Codec):
                 f.codec.encode_into(p, out)
 
     def decode_from(self, data: Buffer, pos: int) -> tuple[EnumValue, int]:
-        _need(data, pos + 1, self.display_name)
+        _need(data, pos + 1, self)
         v = self.by_index.get(data[pos])
         if v is None:
             raise ScaleDecodeError(f"{self.display_name}: unknown variant index {data[pos]}")
@@ -710,7 +711,7 @@ class Option(Codec):
             self.inner.encode_into(value, out)
 
     def decode_from(self, data: Buffer, pos: int) -> tuple[Any, int]:
-        _need(data, pos + 1, self.display_name)
+        _need(data, pos + 1, self)
         tag = data[pos]
         if tag == 0:
             return None, pos + 1
