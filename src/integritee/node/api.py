@@ -227,6 +227,8 @@ class NodeApi:
             number = value
         else:
             raise TypeError("block number must be a number or hex string")
+        if not 0 <= number <= 0xFFFFFFFF:
+            raise ValueError(f"block number {number} is not a u32")
         h = self.chain.hash_at(number)
         return None if h is None else to_hex(h)
 

@@ -15,8 +15,10 @@ import click
 
 from integritee.crypto.keys import Keypair
 from integritee.rpc.server import RpcServer
+from integritee.storage.kv import KVStoreError
 
 from .api import NodeApi
+from .blockchain import ChainError
 from .chain_spec import ChainSpecError, resolve_chain
 from .metrics import NodeMetrics
 from .service import Node, NodeConfig
@@ -55,7 +57,14 @@ async def run_node(
 ) -> None:
     node = Node(config)
     metrics = NodeMetrics(node)
-    server = RpcServer(name="node", max_request_bytes=max_request_bytes, on_request=metrics.on_rpc)
+    # WS frames up to twice the request limit are read so that an oversized request gets a -32007
+    # reply (as jsonrpsee does); larger frames close the connection without being buffered.
+    server = RpcServer(
+        name="node",
+        max_request_bytes=max_request_bytes,
+        ws_max_message_bytes=2 * max_request_bytes + 1024 * 1024,
+        on_request=metrics.on_rpc,
+    )
     NodeApi(node, server, NODE_NAME, VERSION)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -201,7 +210,7 @@ def main(
                 rpc_max_request_size * 1024 * 1024,
             )
         )
-    except OSError as e:
+    except (OSError, KVStoreError, ChainError) as e:
         raise click.ClickException(f"cannot start: {e}") from None
     finally:
         if temp_dir is not None:
