@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from integritee.attestation import DEV_ROOT_CA_PEM
 from integritee.codec.hexutil import from_hex, to_hex
 from integritee.crypto.keys import DEV_NAMES, Keypair, dev_keypair
 
@@ -19,7 +20,7 @@ from .runtime.context import BlockContext
 from .runtime.executive import ChainParams
 from .runtime.overlay import Overlay
 from .runtime.pallets import balances as balances_mod
-from .runtime.pallets import consensus, sudo, system
+from .runtime.pallets import consensus, sudo, system, teerex
 from .runtime.pallets import transaction_payment as tp
 
 ENDOWMENT = 1 << 60
@@ -36,6 +37,10 @@ class GenesisConfig:
     sudo_key: bytes | None = None
     aura_authorities: list[bytes] = field(default_factory=list)  # sr25519 public keys
     grandpa_authorities: list[bytes] = field(default_factory=list)  # ed25519 public keys
+    # Teerex: dev chains allow Skip and debug enclaves and trust the sim-dcap dev root.
+    allow_skipping_attestation: bool = False
+    sgx_allow_debug_mode: bool = False
+    sgx_trusted_root: bytes | None = None  # None: Intel's SGX root CA
 
     def storage(self) -> dict[bytes, bytes]:
         """Genesis storage produced through the pallets' own storage declarations."""
@@ -50,6 +55,12 @@ class GenesisConfig:
         consensus.AuraAuthorities.put(state, self.aura_authorities)
         consensus.GrandpaAuthorities.put(state, [(a, 1) for a in self.grandpa_authorities])
         tp.NextFeeMultiplier.put(state, 10**18)
+        teerex.genesis_storage(
+            state,
+            allow_skipping=self.allow_skipping_attestation,
+            allow_debug=self.sgx_allow_debug_mode,
+            trusted_root_der=self.sgx_trusted_root,
+        )
         system.ParentHash.put(state, bytes(32))
         return {k: v for k, v in state.changes().items() if v is not None}
 
@@ -112,6 +123,9 @@ def _dev_config(authorities: list[str], endowed_names: list[str]) -> GenesisConf
         sudo_key=dev_keypair("Alice").public_key,
         aura_authorities=[dev_keypair(n).public_key for n in authorities],
         grandpa_authorities=[dev_keypair(n, "ed25519").public_key for n in authorities],
+        allow_skipping_attestation=True,
+        sgx_allow_debug_mode=True,
+        sgx_trusted_root=DEV_ROOT_CA_PEM,
     )
 
 

@@ -18,8 +18,12 @@ from .extrinsic import SIGNED_EXTENSIONS
 from .framework import DispatchError, Origin, Pallet
 from .pallets.balances import balances
 from .pallets.consensus import aura, grandpa
+from .pallets.enclave_bridge import enclave_bridge
+from .pallets.proxy import proxy
+from .pallets.sidechain import sidechain
 from .pallets.sudo import sudo
 from .pallets.system import set_version_constant, system
+from .pallets.teerex import teerex
 from .pallets.timestamp import timestamp
 from .pallets.transaction_payment import transaction_payment
 from .primitives import MultiAddress, MultiSignature
@@ -55,7 +59,19 @@ RUNTIME_VERSION: dict[str, Any] = {
 }
 set_version_constant(RUNTIME_VERSION)
 
-_pallets: list[Pallet] = [system, timestamp, sudo, balances, transaction_payment, aura, grandpa]
+_pallets: list[Pallet] = [
+    system,
+    timestamp,
+    sudo,
+    proxy,
+    balances,
+    transaction_payment,
+    aura,
+    grandpa,
+    teerex,
+    sidechain,
+    enclave_bridge,
+]
 
 
 def register_pallet(pallet: Pallet) -> None:

@@ -5,7 +5,7 @@ Declared once as SCALE codecs with the metadata paths of the original primitives
 so the node's metadata, its storage and the validateer's decoding all use the same descriptors.
 Values follow the codec conventions: structs are dicts, enums are `EnumValue`s, `[u8; N]` and
 `Vec<u8>` are bytes. The helper functions hold the small rules the original attaches to these
-types (an enclave's fingerprint, its signer, the TCB-level match of on-chain collateral).
+types (an enclave's fingerprint, its instance signer, whether it was attested by proxy).
 """
 
 from __future__ import annotations
@@ -93,23 +93,6 @@ TcbStatus = Enum(
     "teerex_primitives::TcbStatus", [variant(n, i) for i, n in enumerate(TCB_STATUSES)]
 )
 
-# TcbStatus -> SgxStatus, as teerex_primitives' `From<TcbStatus> for SgxStatus`.
-_SGX_STATUS_OF_TCB = {
-    "UpToDate": "Ok",
-    "SWHardeningNeeded": "Ok",
-    "ConfigurationAndSWHardeningNeeded": "ConfigurationNeeded",
-    "OutOfDate": "GroupOutOfDate",
-    "OutOfDateConfigurationNeeded": "GroupOutOfDate",
-    "Unknown": "Invalid",
-    "Revoked": "GroupRevoked",
-}
-
-
-def sgx_status_of_tcb(tcb_status: str) -> str:
-    """The SgxStatus an enclave gets for its platform's TCB status (unknown names: Invalid)."""
-    return _SGX_STATUS_OF_TCB.get(tcb_status, "Invalid")
-
-
 SgxReportData = Struct(
     "teerex_primitives::SgxReportData", [("d", FixedBytes(SGX_REPORT_DATA_SIZE), "[u8; 64]")]
 )
@@ -183,22 +166,6 @@ SgxTcbInfoOnChain = Struct(
         ("tcb_levels", Vec(TcbVersionStatus), "Vec<TcbVersionStatus>"),
     ],
 )
-
-
-def tcb_level_matches(level: dict[str, Any], cpusvn: bytes, pcesvn: int) -> bool:
-    """A platform (cpusvn, pcesvn) is at or above a TCB level when every component is."""
-    if any(ref > got for ref, got in zip(level["cpusvn"], cpusvn, strict=False)):
-        return False
-    return bool(level["pcesvn"] <= pcesvn)
-
-
-def verify_examinee(on_chain: dict[str, Any], cpusvn: bytes, pcesvn: int) -> str | None:
-    """The SgxStatus of the first TCB level the platform reaches, or None when it reaches none."""
-    for level in on_chain["tcb_levels"]:
-        if tcb_level_matches(level, cpusvn, pcesvn):
-            status = level["tcb_status"]
-            return sgx_status_of_tcb(status.name if isinstance(status, EnumValue) else status)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------

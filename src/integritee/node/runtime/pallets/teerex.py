@@ -5,17 +5,25 @@ by Intel and is rejected here), unregistration of enclaves that stopped renewing
 enclave identity and the TCB info per FMSPC (Intel-signed JSON verified to the trusted root),
 and the security flags. Other pallets ask `get_sovereign_enclave` / `ensure_sovereign_enclave`.
 
-Project addition: `SgxTrustedRoot` holds the DER of the root CA that collateral and PCK chains
-must chain to. The original compiles Intel's SGX root CA in; keeping it in storage lets a dev
-chain trust the simulated quoting enclave's root. When the item is absent, Intel's root is used.
+Project additions to the original's storage: `SgxTrustedRoot` holds the root CA (DER or PEM)
+that collateral and PCK chains must chain to; the original compiles Intel's SGX root CA in, and
+keeping it in storage lets a dev chain trust the sim-dcap root (absent: Intel's root).
+`SgxQeIdentityBody` / `SgxTcbInfoBody` keep the verified collateral JSON, because the one quote
+verifier (`integritee.attestation.verify_quote`) needs it whole: the original's on-chain summaries
+(kept too, for clients) drop the QE levels' status and the PCE-ID. Quotes are checked against
+the chain's time (Timestamp.Now), including the currency of the collateral.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from cryptography import x509
+
+from integritee import attestation
+from integritee.attestation import errors as att_errors
 from integritee.codec.scale import (
     Bytes,
     Enum,
@@ -31,6 +39,7 @@ from ..framework import DispatchError, Pallet, ensure_root, ensure_signed
 from ..primitives import AccountId, Moment
 from ..tee_types import (
     DEFAULT_QUOTING_ENCLAVE,
+    TCB_STATUSES,
     EnclaveInstanceAddress,
     Fmspc,
     MultiEnclave,
@@ -43,7 +52,6 @@ from ..tee_types import (
     fingerprint,
     instance_signer,
     new_sgx_enclave,
-    verify_examinee,
 )
 from . import timestamp as timestamp_mod
 
@@ -68,7 +76,12 @@ SgxQuotingEnclaveRegistry = teerex.value(
 SgxTcbInfo = teerex.map("SgxTcbInfo", "Blake2_128Concat", Fmspc, SgxTcbInfoOnChain, optional=True)
 SgxAllowDebugMode = teerex.value("SgxAllowDebugMode", boolean, default=False)
 AllowSkippingAttestation = teerex.value("AllowSkippingAttestation", boolean, default=False)
+# Project additions (after the original's items): the trust anchor, and the verified collateral
+# documents the quote verifier needs in full (the original's on-chain summaries drop the QE
+# levels' status and the PCE-ID).
 SgxTrustedRoot = teerex.value("SgxTrustedRoot", Bytes, optional=True)
+SgxQeIdentityBody = teerex.value("SgxQeIdentityBody", Bytes, optional=True)
+SgxTcbInfoBody = teerex.map("SgxTcbInfoBody", "Blake2_128Concat", Fmspc, Bytes, optional=True)
 
 teerex.constant("MomentsPerDay", Moment, MOMENTS_PER_DAY)
 teerex.constant("MaxAttestationRenewalPeriod", Moment, MAX_ATTESTATION_RENEWAL_PERIOD)
@@ -182,7 +195,8 @@ teerex.errors[_OTHER] = Variant(
 def genesis_storage(
     state: Any, *, allow_skipping: bool, allow_debug: bool, trusted_root_der: bytes | None = None
 ) -> None:
-    """Write Teerex's genesis: the two security flags and, for dev chains, a trusted root."""
+    """Write Teerex's genesis: the two security flags and, for dev chains, a trusted root
+    (certificate DER or PEM; None keeps Intel's SGX root CA)."""
     AllowSkippingAttestation.put(state, allow_skipping)
     SgxAllowDebugMode.put(state, allow_debug)
     if trusted_root_der is not None:
@@ -219,103 +233,180 @@ def _add_enclave(ctx: Any, sender: bytes, enclave: EnumValue) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# DCAP: the quote and collateral checks, delegated to integritee.attestation
+# DCAP: quote and collateral checks by the project's one verifier (integritee.attestation)
 
 
-@dataclass(frozen=True)
-class DcapReport:
-    """What a verified quote tells the pallet (sgx_verify's SgxVerifiedReport plus the TCB)."""
+class _StoredTcbInfos(Mapping[bytes, Any]):
+    """FMSPC -> verified TCB info, read from storage when the verifier asks for the quote's."""
 
-    mr_enclave: bytes
-    mr_signer: bytes
-    report_data: bytes
-    debug: bool
-    fmspc: bytes
-    cpusvn: bytes
-    pcesvn: int
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.missing: bytes | None = None
+
+    def get(self, fmspc: bytes, default: Any = None) -> Any:  # type: ignore[override]
+        body = SgxTcbInfoBody.get(self.state, fmspc)
+        if body is None:
+            self.missing = fmspc
+            return default
+        return attestation.parse_tcb_info(bytes(body))
+
+    def __getitem__(self, fmspc: bytes) -> Any:
+        info = self.get(fmspc)
+        if info is None:
+            raise KeyError(fmspc)
+        return info
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
-def trusted_root(state: Any) -> bytes:
-    root = SgxTrustedRoot.get(state)
-    if root is not None:
-        return bytes(root)
-    from integritee.attestation import INTEL_SGX_ROOT_CA_DER
+def trusted_root(state: Any) -> x509.Certificate:
+    """The root CA collateral and PCK chains must chain to (Intel's unless set at genesis)."""
+    der = SgxTrustedRoot.get(state)
+    if der is None:
+        return attestation.intel_sgx_root_ca()
+    return attestation.load_certificate(bytes(der))
 
-    return bytes(INTEL_SGX_ROOT_CA_DER)
+
+# How each kind of attestation failure reads as a Teerex error, per what was being verified.
+_ERRORS: dict[str, dict[type[Exception], str]] = {
+    "quote": {
+        att_errors.QuoteFormatError: "DcapQuoteDecodingError",
+        att_errors.ExpiredError: "CollateralIsInvalid",
+        att_errors.CertificateError: "CertificateChainIsInvalid",
+        att_errors.SignatureError: "IsvEnclaveReportSignatureIsInvalid",
+        att_errors.IdentityError: "QeHasRejectedEnclave",
+        att_errors.TcbError: "TcbInfoIsOutdated",
+        att_errors.CollateralError: "CollateralIsInvalid",
+    },
+    "qe": {
+        att_errors.ExpiredError: "CollateralIsInvalid",
+        att_errors.CertificateError: "CertificateChainIsInvalid",
+        att_errors.SignatureError: "EnclaveIdentitySignatureIsInvalid",
+        att_errors.CollateralError: "EnclaveIdentityDecodingError",
+    },
+    "tcb": {
+        att_errors.ExpiredError: "CollateralIsInvalid",
+        att_errors.CertificateError: "CertificateChainIsInvalid",
+        att_errors.SignatureError: "TcbInfoIsInvalid",
+        att_errors.CollateralError: "TcbInfoIsInvalid",
+    },
+}
 
 
-def _attestation_error(e: Exception, default: str) -> DispatchError:
-    """Map an attestation failure to the closest Teerex error (the original's sgx_verify mapping)."""
-    from integritee.attestation import errors as att
+# Failures on untrusted input; anything else is a bug and should surface as one.
+_UNTRUSTED_FAILURES = (
+    att_errors.AttestationError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+)
 
-    if isinstance(e, att.ExpiredError):
-        return teerex.err("CollateralIsInvalid")
-    if isinstance(e, att.QuoteFormatError):
-        return teerex.err("DcapQuoteDecodingError")
-    if isinstance(e, att.IdentityError):
-        return teerex.err("QeHasRejectedEnclave")
-    if isinstance(e, att.CertificateError):
-        return teerex.err("CertificateChainIsInvalid")
-    if isinstance(e, att.SignatureError):
-        return teerex.err(default)
-    if isinstance(e, att.TcbError):
-        return teerex.err("TcbInfoIsOutdated")
-    if isinstance(e, att.CollateralError):
-        return teerex.err("CollateralIsInvalid")
+
+def _attestation_error(e: Exception, what: str) -> DispatchError:
+    for kind, name in _ERRORS[what].items():
+        if isinstance(e, kind):
+            log.info("%s rejected: %s", what, e)
+            return teerex.err(name)
+    # odd input the verifier did not classify still ends as a dispatch error, never a crash
+    log.warning("%s verification failed unexpectedly: %r", what, e)
     return teerex.err("RemoteAttestationVerificationFailed")
 
 
-def verify_dcap_quote(state: Any, quote: bytes, now_ms: int) -> DcapReport:
-    """Verify a DCAP quote against the registered quoting enclave and the trusted root."""
-    from integritee import attestation
-    from integritee.attestation.errors import AttestationError
+def _secs(now_ms: int) -> int:
+    return now_ms // 1000
 
-    qe = SgxQuotingEnclaveRegistry.get(state)
+
+def verify_dcap_quote(state: Any, quote: bytes, now_ms: int) -> attestation.VerifiedQuote:
+    """Verify a DCAP quote against the registered QE identity and TCB info at `now_ms`."""
+    qe_body = SgxQeIdentityBody.get(state)
+    if qe_body is None:
+        # as the original with its default (empty) quoting enclave: nothing is accepted
+        raise teerex.err("QeHasRejectedEnclave")
+    infos = _StoredTcbInfos(state)
     try:
-        v = attestation.verify_quote_on_chain(
-            quote, quoting_enclave=qe, trusted_root=trusted_root(state), now_ms=now_ms
+        return attestation.verify_quote(
+            bytes(quote),
+            qe_identity=attestation.parse_qe_identity(bytes(qe_body)),
+            tcb_info=infos,
+            trusted_root=trusted_root(state),
+            now=_secs(now_ms),
         )
-    except AttestationError as e:
-        raise _attestation_error(e, "IsvEnclaveReportSignatureIsInvalid") from None
-    return DcapReport(
-        mr_enclave=v.mrenclave,
-        mr_signer=v.mrsigner,
-        report_data=v.report_data,
-        debug=v.debug,
-        fmspc=v.fmspc,
-        cpusvn=v.cpusvn,
-        pcesvn=v.pcesvn,
-    )
+    except _UNTRUSTED_FAILURES as e:
+        if infos.missing is not None:
+            raise teerex.err("MissingTcbInfoForFmspc") from None
+        raise _attestation_error(e, "quote") from None
+
+
+def _ms(secs: int) -> int:
+    return secs * 1000
+
+
+def quoting_enclave_on_chain(identity: attestation.QeIdentity) -> dict[str, Any]:
+    """The original's `EnclaveIdentity::to_quoting_enclave` (every QE TCB level's isvsvn)."""
+    return {
+        "issue_date": _ms(identity.issue_date),
+        "next_update": _ms(identity.next_update),
+        "miscselect": identity.miscselect,
+        "miscselect_mask": identity.miscselect_mask,
+        "attributes": identity.attributes,
+        "attributes_mask": identity.attributes_mask,
+        "mrsigner": identity.mrsigner,
+        "isvprodid": identity.isvprodid,
+        "tcb": [{"isvsvn": level.isvsvn} for level in identity.tcb_levels],
+    }
+
+
+def _tcb_status(status: str) -> EnumValue:
+    # teerex_primitives::TcbStatus has no plain ConfigurationNeeded; its SgxStatus is the same
+    if status == "ConfigurationNeeded":
+        status = "ConfigurationAndSWHardeningNeeded"
+    return EnumValue(status if status in TCB_STATUSES else "Unknown")
+
+
+def tcb_info_on_chain(info: attestation.TcbInfo) -> dict[str, Any]:
+    """The original's `TcbInfo::to_chain_tcb_info` (levels in Intel's order)."""
+    return {
+        "issue_date": _ms(info.issue_date),
+        "next_update": _ms(info.next_update),
+        "tcb_levels": [
+            {
+                "cpusvn": bytes(level.sgx_components),
+                "pcesvn": level.pcesvn,
+                "tcb_status": _tcb_status(level.tcb_status),
+            }
+            for level in info.tcb_levels
+        ],
+    }
 
 
 def verify_quoting_enclave(
     state: Any, identity: bytes, signature: bytes, chain: bytes, now_ms: int
-) -> dict[str, Any]:
-    """Intel-signed QE identity JSON -> the on-chain SgxQuotingEnclave."""
-    from integritee import attestation
-    from integritee.attestation.errors import AttestationError
-
+) -> attestation.QeIdentity:
+    """Verify Intel-signed QE identity JSON (signature, chain to the root, currency)."""
     try:
-        return attestation.quoting_enclave_on_chain(  # type: ignore[no-any-return]
-            identity, signature, chain, trusted_root=trusted_root(state), now_ms=now_ms
+        return attestation.verify_qe_identity(
+            identity, signature, chain, trusted_root(state), _secs(now_ms)
         )
-    except AttestationError as e:
-        raise _attestation_error(e, "EnclaveIdentitySignatureIsInvalid") from None
+    except _UNTRUSTED_FAILURES as e:
+        raise _attestation_error(e, "qe") from None
 
 
 def verify_tcb_info(
     state: Any, tcb_info: bytes, signature: bytes, chain: bytes, now_ms: int
-) -> tuple[bytes, dict[str, Any]]:
-    """Intel-signed TCB info JSON -> (fmspc, the on-chain SgxTcbInfoOnChain)."""
-    from integritee import attestation
-    from integritee.attestation.errors import AttestationError
-
+) -> attestation.TcbInfo:
+    """Verify Intel-signed TCB info JSON (signature, chain to the root, currency)."""
     try:
-        return attestation.tcb_info_on_chain(  # type: ignore[no-any-return]
-            tcb_info, signature, chain, trusted_root=trusted_root(state), now_ms=now_ms
+        return attestation.verify_tcb_info(
+            tcb_info, signature, chain, trusted_root(state), _secs(now_ms)
         )
-    except AttestationError as e:
-        raise _attestation_error(e, "TcbInfoIsInvalid") from None
+    except _UNTRUSTED_FAILURES as e:
+        raise _attestation_error(e, "tcb") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,22 +448,16 @@ def register_sgx_enclave(ctx, origin, proof: bytes, worker_url, attestation_meth
             attestation_method=EnumValue("Skip", {"proxied": proxied}),
         )
     elif method == "Dcap":
-        report = verify_dcap_quote(ctx.state, bytes(proof), now)
-        if not proxied and report.report_data[:32] != sender:
+        verified = verify_dcap_quote(ctx.state, bytes(proof), now)
+        if not proxied and verified.report_data[:32] != sender:
             raise teerex.err("SenderIsNotAttestedEnclave")
-        on_chain = SgxTcbInfo.get(ctx.state, report.fmspc)
-        if on_chain is None:
-            raise teerex.err("MissingTcbInfoForFmspc")
-        status = verify_examinee(on_chain, report.cpusvn, report.pcesvn)
-        if status is None:
-            raise teerex.err("TcbInfoIsOutdated")
         enclave = new_sgx_enclave(
-            report_data=report.report_data,
-            mr_enclave=report.mr_enclave,
-            mr_signer=report.mr_signer,
+            report_data=verified.report_data,
+            mr_enclave=verified.mrenclave,
+            mr_signer=verified.mrsigner,
             timestamp=now,
-            build_mode="Debug" if report.debug else "Production",
-            status=status,
+            build_mode=verified.build_mode,
+            status=verified.sgx_status,
             attestation_method=EnumValue("Dcap", {"proxied": proxied}),
         )
     else:
@@ -439,10 +524,12 @@ def unregister_proxied_enclave(ctx, origin, address) -> None:
 def register_quoting_enclave(ctx, origin, enclave_identity, signature, certificate_chain) -> None:
     """Register Intel's quoting enclave identity (global, any signed origin may submit it)."""
     ensure_signed(origin)
-    qe = verify_quoting_enclave(
+    identity = verify_quoting_enclave(
         ctx.state, bytes(enclave_identity), bytes(signature), bytes(certificate_chain), _now(ctx)
     )
+    qe = quoting_enclave_on_chain(identity)
     SgxQuotingEnclaveRegistry.put(ctx.state, qe)
+    SgxQeIdentityBody.put(ctx.state, bytes(enclave_identity))
     ctx.deposit_event(teerex, "SgxQuotingEnclaveRegistered", {"quoting_enclave": qe})
 
 
@@ -450,11 +537,15 @@ def register_quoting_enclave(ctx, origin, enclave_identity, signature, certifica
 def register_tcb_info(ctx, origin, tcb_info, signature, certificate_chain) -> None:
     """Register Intel's TCB info for one FMSPC (global, any signed origin may submit it)."""
     ensure_signed(origin)
-    fmspc, on_chain = verify_tcb_info(
+    info = verify_tcb_info(
         ctx.state, bytes(tcb_info), bytes(signature), bytes(certificate_chain), _now(ctx)
     )
-    SgxTcbInfo.put(ctx.state, fmspc, on_chain)
-    ctx.deposit_event(teerex, "SgxTcbInfoRegistered", {"fmspc": fmspc, "on_chain_info": on_chain})
+    on_chain = tcb_info_on_chain(info)
+    SgxTcbInfo.put(ctx.state, info.fmspc, on_chain)
+    SgxTcbInfoBody.put(ctx.state, info.fmspc, bytes(tcb_info))
+    ctx.deposit_event(
+        teerex, "SgxTcbInfoRegistered", {"fmspc": info.fmspc, "on_chain_info": on_chain}
+    )
 
 
 @teerex.call(
