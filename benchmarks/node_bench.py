@@ -27,14 +27,16 @@ from integritee.node.runtime import executive
 from integritee.node.runtime.construct import SPEC_VERSION, TRANSACTION_VERSION, runtime_call
 from integritee.node.runtime.context import BlockContext
 from integritee.node.runtime.executive import ChainParams
-from integritee.node.runtime.extrinsic import sign_and_encode
 from integritee.node.runtime.overlay import Overlay
 from integritee.node.txpool import PoolLimits, TxPool
+from integritee.parentchain.extrinsic import sign_and_encode
 
 ENDOW = 10**18
 
 
-def make_chain(path: Path, senders: list[Keypair], others: list[bytes], authority: Keypair) -> Blockchain:
+def make_chain(
+    path: Path, senders: list[Keypair], others: list[bytes], authority: Keypair
+) -> Blockchain:
     endowed = {k.public_key: ENDOW for k in senders}
     endowed.update((who, ENDOW) for who in others)
     config = GenesisConfig(endowed=endowed, aura_authorities=[authority.public_key])
@@ -61,7 +63,9 @@ def signed_transfer(
     )
 
 
-def run(accounts: int, transfers: int, block_size: int, senders_count: int = 1000) -> dict[str, float]:
+def run(
+    accounts: int, transfers: int, block_size: int, senders_count: int = 1000
+) -> dict[str, float]:
     """`transfers` from `senders_count` senders (nonce chains) to existing accounts among `accounts`."""
     authority = Keypair.from_uri("//Alice")
     rng = random.Random(1)
@@ -74,15 +78,21 @@ def run(accounts: int, transfers: int, block_size: int, senders_count: int = 100
         genesis_s = time.perf_counter() - t0
         params = ChainParams(chain.genesis_hash, minimum_period_ms=1)
         xts = [
-            signed_transfer(chain, senders[i % senders_count], rng.choice(receivers), 10**12, i // senders_count)
+            signed_transfer(
+                chain, senders[i % senders_count], rng.choice(receivers), 10**12, i // senders_count
+            )
             for i in range(transfers)
         ]
-        pool = TxPool(PoolLimits(ready_count=10**6, ready_bytes=10**9, future_count=10**6, future_bytes=10**9))
+        pool = TxPool(
+            PoolLimits(ready_count=10**6, ready_bytes=10**9, future_count=10**6, future_bytes=10**9)
+        )
 
         # 1. pool validation (decode, signature, era, nonce, fee) of every transfer
         t0 = time.perf_counter()
         for raw in xts:
-            ctx = BlockContext(Overlay(chain.head_state.get), chain.best_number + 1, chain.best_hash, params)
+            ctx = BlockContext(
+                Overlay(chain.head_state.get), chain.best_number + 1, chain.best_hash, params
+            )
             valid = executive.validate_transaction(ctx, raw, chain.hash_at)
             pool.insert(valid, 0)
         validate_s = time.perf_counter() - t0
@@ -96,7 +106,9 @@ def run(accounts: int, transfers: int, block_size: int, senders_count: int = 100
             limited = TxPool(pool.limits)
             for tx in list(pool.ready.values())[:block_size]:
                 limited.ready[tx.hash] = tx
-            built = build_block(chain, params, limited, authority, slot, slot * 1000, time.monotonic() + 3600)
+            built = build_block(
+                chain, params, limited, authority, slot, slot * 1000, time.monotonic() + 3600
+            )
             chain.commit_block(built.block)
             for h in built.included:
                 pool.ready.pop(h, None)

@@ -26,7 +26,7 @@ from integritee.codec.scale import EnumValue
 from integritee.crypto.hashing import blake2_128_concat, storage_prefix
 from integritee.crypto.keys import DEV_NAMES, Keypair
 from integritee.node.runtime.construct import SPEC_VERSION, TRANSACTION_VERSION, runtime_call
-from integritee.node.runtime.extrinsic import sign_and_encode
+from integritee.parentchain.extrinsic import sign_and_encode
 
 BIN = Path(sys.executable).parent
 

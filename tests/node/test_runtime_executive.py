@@ -16,12 +16,13 @@ from integritee.node.runtime import executive
 from integritee.node.runtime.construct import SPEC_VERSION, TRANSACTION_VERSION, runtime_call
 from integritee.node.runtime.context import BlockContext
 from integritee.node.runtime.executive import ChainParams, InvalidTransaction
-from integritee.node.runtime.extrinsic import era_from_value, mortal_era_value, sign_and_encode
 from integritee.node.runtime.overlay import Overlay
 from integritee.node.runtime.pallets import balances, system
 from integritee.node.runtime.pallets.transaction_payment import compute_fee
-from integritee.node.runtime.primitives import Header
 from integritee.node.txpool import PoolError, PoolLimits, TxPool
+from integritee.parentchain import finality
+from integritee.parentchain.extrinsic import era_from_value, mortal_era_value, sign_and_encode
+from integritee.parentchain.primitives import Header
 
 ALICE = Keypair.from_uri("//Alice")
 BOB = Keypair.from_uri("//Bob")
@@ -283,19 +284,19 @@ def test_justification_checks() -> None:
     keys = [Keypair.from_uri(f"//{n}", "ed25519") for n in ("Alice", "Bob", "Charlie")]
     authorities = [k.public_key for k in keys]
     target = bytes(range(32))
-    good = consensus.make_justification(target, 7, keys, 1, 0)
-    assert len(consensus.verify_justification(good, target, 7, authorities, 0).signers) == 3
-    too_few = consensus.make_justification(target, 7, keys[:2], 1, 0)
-    with pytest.raises(consensus.ConsensusError, match="2/3"):
-        consensus.verify_justification(too_few, target, 7, authorities, 0)
-    with pytest.raises(consensus.ConsensusError, match="signature"):
-        consensus.verify_justification(good, target, 7, authorities, 1)  # other set id
+    good = finality.make_justification(target, 7, keys, 1, 0)
+    assert len(finality.verify_justification(good, target, 7, authorities, 0).signers) == 3
+    too_few = finality.make_justification(target, 7, keys[:2], 1, 0)
+    with pytest.raises(finality.FinalityError, match="2/3"):
+        finality.verify_justification(too_few, target, 7, authorities, 0)
+    with pytest.raises(finality.FinalityError, match="signature"):
+        finality.verify_justification(good, target, 7, authorities, 1)  # other set id
     forged = bytearray(good)
     forged[60] ^= 1
-    with pytest.raises(consensus.ConsensusError):
-        consensus.verify_justification(bytes(forged), target, 7, authorities, 0)
-    outsider = consensus.make_justification(
+    with pytest.raises(finality.FinalityError):
+        finality.verify_justification(bytes(forged), target, 7, authorities, 0)
+    outsider = finality.make_justification(
         target, 7, [Keypair.from_uri("//Eve", "ed25519")] + keys[:2], 1, 0
     )
-    with pytest.raises(consensus.ConsensusError, match="non-authority"):
-        consensus.verify_justification(outsider, target, 7, authorities, 0)
+    with pytest.raises(finality.FinalityError, match="non-authority"):
+        finality.verify_justification(outsider, target, 7, authorities, 0)

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import re
 
-from integritee.cli.keystore import SR25519_KEY_TYPE, KeystoreError, LocalKeystore
+from integritee.cli.keystore import (
+    ED25519_KEY_TYPE,
+    SR25519_KEY_TYPE,
+    KeystoreError,
+    LocalKeystore,
+)
 from integritee.crypto import Keypair, SuriError, ss58_decode, ss58_encode
 
 DEFAULT_SS58_PREFIX = 42
@@ -70,7 +75,7 @@ def resolve_signer(
         raise AccountError(f"invalid account {_shown(account)}: {e}; expected {_FORMS}") from None
     if keystore is None:
         raise AccountError(f"account {account} cannot sign: no keystore to look it up in")
-    key_type = SR25519_KEY_TYPE if crypto == "sr25519" else b"ed25"
+    key_type = SR25519_KEY_TYPE if crypto == "sr25519" else ED25519_KEY_TYPE
     try:
         pair = keystore.keypair(public, key_type, crypto)
     except KeystoreError as e:

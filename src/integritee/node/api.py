@@ -23,15 +23,15 @@ from integritee.codec.scale import (
     u128,
 )
 from integritee.crypto.ss58 import ss58_decode_with_prefix
+from integritee.parentchain.extrinsic import ExtrinsicFormatError
+from integritee.parentchain.primitives import DispatchClass, Header, RuntimeVersionCodec, Weight
 from integritee.rpc.errors import RpcError
 from integritee.rpc.server import RpcServer
 
 from .blockchain import Block
 from .runtime import executive
 from .runtime.construct import RUNTIME_VERSION, metadata_bytes
-from .runtime.extrinsic import ExtrinsicFormatError
 from .runtime.pallets.system import Account
-from .runtime.primitives import DispatchClass, Header, RuntimeVersionCodec, Weight
 from .service import Node
 from .txpool import PoolError
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from integritee.codec.scale import EnumValue
 from integritee.crypto.keys import Keypair
+from integritee.parentchain.extrinsic import ExtrinsicFormatError, encode_bare
+from integritee.parentchain.primitives import Header
 
 from .blockchain import Block, Blockchain, extrinsics_root
 from .consensus import pre_digest, seal_header
@@ -20,9 +22,7 @@ from .runtime import executive
 from .runtime.construct import runtime_call
 from .runtime.context import BlockContext
 from .runtime.executive import ChainParams, InvalidTransaction
-from .runtime.extrinsic import ExtrinsicFormatError, encode_bare
 from .runtime.overlay import Overlay
-from .runtime.primitives import Header
 from .txpool import TxPool
 
 log = logging.getLogger("integritee.node.builder")

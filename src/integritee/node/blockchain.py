@@ -16,11 +16,11 @@ from pathlib import Path
 
 from integritee.codec.scale import Bytes, Vec, decode_compact, encode_compact
 from integritee.crypto.hashing import blake2_256
+from integritee.parentchain.primitives import Header, HeaderCodec
 from integritee.storage.kv import KVStore
 from integritee.trie import Trie, ordered_trie_root
 
 from .chain_spec import ChainSpec
-from .runtime.primitives import Header, HeaderCodec
 
 log = logging.getLogger("integritee.node.chain")
 

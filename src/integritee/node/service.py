@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from integritee.crypto.keys import Keypair
+from integritee.parentchain import finality
+from integritee.parentchain.primitives import Header
 
 from . import consensus
 from .block_builder import ImportError_, build_block, execute_block
@@ -29,7 +31,6 @@ from .runtime.executive import ChainParams, InvalidTransaction
 from .runtime.overlay import Overlay
 from .runtime.pallets import consensus as consensus_pallets
 from .runtime.pallets import system as system_pallet
-from .runtime.primitives import Header
 from .txpool import PoolError, PoolLimits, TxPool, Watcher, invalid_error
 
 log = logging.getLogger("integritee.node")
@@ -210,7 +211,7 @@ class Node:
         if key is None or authorities != [key.public_key]:
             return None
         set_id = consensus_pallets.CurrentSetId.get(self.chain.head_state)
-        return consensus.make_justification(block_hash, header.number, [key], header.number, set_id)
+        return finality.make_justification(block_hash, header.number, [key], header.number, set_id)
 
     # --- import of blocks from elsewhere (peers; tests)
     def import_block(self, block: Block, justification: bytes | None = None) -> bytes:
@@ -219,7 +220,7 @@ class Node:
             block.header, self.authorities(), self.config.block_time_ms, int(time.time() * 1000)
         )
         if justification is not None:
-            consensus.verify_justification(
+            finality.verify_justification(
                 justification,
                 block.hash,
                 block.header.number,

@@ -12,9 +12,10 @@ from typing import Any
 
 from integritee.codec.metadata import PalletMeta, SignedExtensionMeta, build_metadata_v14
 from integritee.codec.scale import Bytes, Enum, EnumValue, Field, Struct, Tuple, Variant
+from integritee.parentchain.extrinsic import SIGNED_EXTENSIONS
+from integritee.parentchain.primitives import MultiAddress, MultiSignature
 
 from .context import BlockContext
-from .extrinsic import SIGNED_EXTENSIONS
 from .framework import DispatchError, Origin, Pallet
 from .pallets.balances import balances
 from .pallets.consensus import aura, grandpa
@@ -26,7 +27,6 @@ from .pallets.system import set_version_constant, system
 from .pallets.teerex import teerex
 from .pallets.timestamp import timestamp
 from .pallets.transaction_payment import transaction_payment
-from .primitives import MultiAddress, MultiSignature
 
 RUNTIME_CRATE = "integritee_node_runtime"
 

@@ -12,10 +12,15 @@ from dataclasses import dataclass
 
 from integritee.codec.scale import EnumValue
 from integritee.crypto.keys import verify_multi_signature
+from integritee.parentchain.extrinsic import (
+    Extrinsic,
+    ExtrinsicFormatError,
+    decode_extrinsic,
+    era_from_value,
+)
 
 from .construct import call_pays_fee, call_weight, dispatch_transactional, runtime_call
 from .context import BlockContext
-from .extrinsic import Extrinsic, ExtrinsicFormatError, decode_extrinsic, era_from_value
 from .framework import NONE, DispatchError, Origin
 from .pallets import balances as balances_mod
 from .pallets import system as system_mod

@@ -23,8 +23,7 @@ from integritee.codec.scale import (
     as_field,
 )
 from integritee.crypto.hashing import HASHERS, twox128
-
-from .primitives import DispatchError as DispatchErrorCodec
+from integritee.parentchain.primitives import DispatchError as DispatchErrorCodec
 
 log = logging.getLogger("integritee.node.runtime")
 

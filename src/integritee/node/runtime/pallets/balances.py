@@ -7,9 +7,15 @@ use (fees, shielding, unshielding); the calls are thin wrappers around them.
 from __future__ import annotations
 
 from integritee.codec.scale import Compact, EnumValue, boolean, u32
+from integritee.parentchain.primitives import (
+    AccountData,
+    AccountId,
+    AccountInfo,
+    Balance,
+    MultiAddress,
+)
 
 from ..framework import DispatchError, Pallet, ensure_root, ensure_signed
-from ..primitives import AccountData, AccountId, AccountInfo, Balance, MultiAddress
 from . import system as sys_pallet
 
 EXISTENTIAL_DEPOSIT = 500

@@ -13,10 +13,8 @@ import logging
 from typing import Any
 
 from integritee.codec.scale import H256, Bytes, EnumValue, Vec, u64
-
-from ..framework import Origin, Pallet, ensure_root, ensure_signed
-from ..primitives import AccountId, Balance, BlockNumber, Hash
-from ..tee_types import (
+from integritee.parentchain.primitives import AccountId, Balance, BlockNumber, Hash
+from integritee.parentchain.tee_types import (
     MAX_SHARD_STATUS_SIGNER_COUNT,
     EnclaveFingerprint,
     Request,
@@ -27,6 +25,8 @@ from ..tee_types import (
     fingerprint,
     new_shard_config,
 )
+
+from ..framework import Origin, Pallet, ensure_root, ensure_signed
 from . import balances as balances_mod
 from . import teerex as teerex_mod
 

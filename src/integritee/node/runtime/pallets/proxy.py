@@ -29,11 +29,11 @@ from integritee.codec.scale import (
     variant,
 )
 from integritee.crypto.hashing import blake2_256
+from integritee.parentchain.primitives import AccountId, Balance, BlockNumber, Hash, MultiAddress
+from integritee.parentchain.primitives import DispatchError as DispatchErrorCodec
+from integritee.parentchain.tee_types import bounded_vec
 
 from ..framework import DispatchError, Origin, Pallet, ensure_signed
-from ..primitives import AccountId, Balance, BlockNumber, Hash, MultiAddress
-from ..primitives import DispatchError as DispatchErrorCodec
-from ..tee_types import bounded_vec
 from . import balances as balances_mod
 from . import system as sys_pallet
 

@@ -12,10 +12,14 @@ import logging
 from typing import Any
 
 from integritee.codec.scale import H256, Option
+from integritee.parentchain.primitives import AccountId
+from integritee.parentchain.tee_types import (
+    ShardIdentifier,
+    SidechainBlockConfirmation,
+    SidechainBlockNumber,
+)
 
 from ..framework import Pallet, ensure_signed
-from ..primitives import AccountId
-from ..tee_types import ShardIdentifier, SidechainBlockConfirmation, SidechainBlockNumber
 from . import enclave_bridge as bridge_mod
 
 log = logging.getLogger("integritee.node.runtime.sidechain")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from integritee.codec.scale import EnumValue, Lazy, Option, Result, unit
+from integritee.parentchain.primitives import AccountId, MultiAddress, Weight
+from integritee.parentchain.primitives import DispatchError as DispatchErrorCodec
 
 from ..framework import ROOT, Origin, Pallet, ensure_signed
-from ..primitives import AccountId, MultiAddress, Weight
-from ..primitives import DispatchError as DispatchErrorCodec
 from .balances import lookup
 
 sudo = Pallet("Sudo", 5, "pallet_sudo")

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from integritee.codec.scale import Bytes, Lazy, Struct, Vec, u16, u32
 from integritee.crypto.hashing import blake2_256
-
-from ..framework import Pallet, ensure_signed
-from ..primitives import (
+from integritee.parentchain.primitives import (
     AccountId,
     AccountInfo,
     AccountInfoCodec,
     BlockNumber,
-    DigestItem,
     DispatchError,
     DispatchInfo,
     Hash,
@@ -19,6 +16,9 @@ from ..primitives import (
     RuntimeDbWeight,
     RuntimeVersionCodec,
 )
+from integritee.parentchain.primitives import Digest as DigestCodec
+
+from ..framework import Pallet, ensure_signed
 
 BLOCK_HASH_COUNT = 2400
 SS58_PREFIX = 13
@@ -49,7 +49,7 @@ ExtrinsicCount = system.value("ExtrinsicCount", u32, optional=True)
 BlockHash = system.map("BlockHash", "Twox64Concat", BlockNumber, Hash, default=bytes(32))
 Number = system.value("Number", BlockNumber, default=0)
 ParentHash = system.value("ParentHash", Hash, default=bytes(32))
-Digest = system.value("Digest", Vec(DigestItem), default=[])
+Digest = system.value("Digest", DigestCodec, default=[])
 Events = system.value("Events", Vec(EventRecord), default=[])
 EventCount = system.value("EventCount", u32, default=0)
 

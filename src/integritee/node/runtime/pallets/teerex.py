@@ -34,10 +34,8 @@ from integritee.codec.scale import (
     boolean,
     variant,
 )
-
-from ..framework import DispatchError, Pallet, ensure_root, ensure_signed
-from ..primitives import AccountId, Moment
-from ..tee_types import (
+from integritee.parentchain.primitives import AccountId, Moment
+from integritee.parentchain.tee_types import (
     DEFAULT_QUOTING_ENCLAVE,
     TCB_STATUSES,
     EnclaveInstanceAddress,
@@ -53,6 +51,8 @@ from ..tee_types import (
     instance_signer,
     new_sgx_enclave,
 )
+
+from ..framework import DispatchError, Pallet, ensure_root, ensure_signed
 from . import timestamp as timestamp_mod
 
 log = logging.getLogger("integritee.node.runtime.teerex")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from integritee.codec.scale import Compact, boolean
+from integritee.parentchain.primitives import Moment
 
 from ..framework import DispatchError, Pallet, ensure_none
-from ..primitives import Moment
 
 MINIMUM_PERIOD_MS = 3000
 

@@ -7,9 +7,9 @@ burned (the original sends them to a treasury, which this runtime does not have)
 from __future__ import annotations
 
 from integritee.codec.scale import Newtype, u8, u128
+from integritee.parentchain.primitives import AccountId, Balance
 
 from ..framework import Pallet
-from ..primitives import AccountId, Balance
 
 EXTRINSIC_BASE_WEIGHT = 125_000_000
 TRANSACTION_BYTE_FEE = 1_000_000

@@ -23,8 +23,7 @@ from integritee.codec.scale import (
     unit,
 )
 from integritee.crypto.hashing import blake2_256
-
-from .primitives import Era, Hash, MultiAddress, MultiSignature
+from integritee.parentchain.primitives import Era, Hash, MultiAddress, MultiSignature
 
 MAX_EXTRINSIC_BYTES = 5 * 1024 * 1024
 

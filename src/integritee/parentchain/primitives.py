@@ -11,6 +11,7 @@ import struct as _struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from integritee.codec.hexutil import to_hex
 from integritee.codec.scale import (
     H256,
     AccountId32,
@@ -18,7 +19,6 @@ from integritee.codec.scale import (
     Compact,
     Enum,
     FixedBytes,
-    Lazy,
     Newtype,
     Struct,
     Tuple,
@@ -31,6 +31,7 @@ from integritee.codec.scale import (
     unit,
     variant,
 )
+from integritee.crypto.hashing import blake2_256
 
 AccountId = AccountId32
 Balance = u128
@@ -242,9 +243,8 @@ DigestItem = Enum(
         variant("RuntimeEnvironmentUpdated", 8),
     ],
 )
-Digest = Struct(
-    "sp_runtime::generic::digest::Digest", [("logs", Vec(DigestItem), "Vec<DigestItem>")]
-)
+# The header digest: `Digest { logs }` on the wire, the list of logs as a value.
+Digest = Newtype("sp_runtime::generic::digest::Digest", Vec(DigestItem), "Vec<DigestItem>")
 
 
 @dataclass
@@ -259,13 +259,9 @@ class Header:
         return HeaderCodec.encode(self)
 
     def hash(self) -> bytes:
-        from integritee.crypto.hashing import blake2_256
-
         return blake2_256(self.encode())
 
     def to_json(self) -> dict:
-        from integritee.codec.hexutil import to_hex
-
         return {
             "parentHash": to_hex(self.parent_hash),
             "number": hex(self.number),
@@ -275,6 +271,7 @@ class Header:
         }
 
 
+BlakeTwo256 = Struct("sp_runtime::traits::BlakeTwo256", [])
 HeaderCodec = Struct(
     "sp_runtime::generic::header::Header",
     [
@@ -282,12 +279,11 @@ HeaderCodec = Struct(
         ("number", Compact(BlockNumber), "Number"),
         ("state_root", Hash, "Hash::Output"),
         ("extrinsics_root", Hash, "Hash::Output"),
-        ("digest", Newtype("sp_runtime::generic::digest::Digest", Vec(DigestItem)), "Digest"),
+        ("digest", Digest, "Digest"),
     ],
     cls=Header,
-    params=[("Number", BlockNumber), ("Hash", Lazy(lambda: BlakeTwo256))],
+    params=[("Number", BlockNumber), ("Hash", BlakeTwo256)],
 )
-BlakeTwo256 = Struct("sp_runtime::traits::BlakeTwo256", [])
 
 RuntimeDbWeight = Struct(
     "sp_weights::RuntimeDbWeight", [("read", u64, "u64"), ("write", u64, "u64")]
