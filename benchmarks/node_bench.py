@@ -27,9 +27,9 @@ from integritee.node.runtime import executive
 from integritee.node.runtime.construct import SPEC_VERSION, TRANSACTION_VERSION, runtime_call
 from integritee.node.runtime.context import BlockContext
 from integritee.node.runtime.executive import ChainParams
-from integritee.node.runtime.overlay import Overlay
 from integritee.node.txpool import PoolLimits, TxPool
 from integritee.parentchain.extrinsic import sign_and_encode
+from integritee.storage.overlay import Overlay
 
 ENDOW = 10**18
 

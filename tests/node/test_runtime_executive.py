@@ -16,13 +16,13 @@ from integritee.node.runtime import executive
 from integritee.node.runtime.construct import SPEC_VERSION, TRANSACTION_VERSION, runtime_call
 from integritee.node.runtime.context import BlockContext
 from integritee.node.runtime.executive import ChainParams, InvalidTransaction
-from integritee.node.runtime.overlay import Overlay
 from integritee.node.runtime.pallets import balances, system
 from integritee.node.runtime.pallets.transaction_payment import compute_fee
 from integritee.node.txpool import PoolError, PoolLimits, TxPool
 from integritee.parentchain import finality
 from integritee.parentchain.extrinsic import era_from_value, mortal_era_value, sign_and_encode
 from integritee.parentchain.primitives import Header
+from integritee.storage.overlay import Overlay
 
 ALICE = Keypair.from_uri("//Alice")
 BOB = Keypair.from_uri("//Bob")

@@ -45,10 +45,10 @@ from integritee.node.runtime.construct import (  # noqa: E402
 from integritee.node.runtime.context import BlockContext  # noqa: E402
 from integritee.node.runtime.executive import ChainParams  # noqa: E402
 from integritee.node.runtime.framework import DispatchError  # noqa: E402
-from integritee.node.runtime.overlay import Overlay  # noqa: E402
 from integritee.node.runtime.pallets import balances, system, timestamp  # noqa: E402
 from integritee.node.txpool import TxPool  # noqa: E402
 from integritee.parentchain.extrinsic import sign_and_encode  # noqa: E402
+from integritee.storage.overlay import Overlay  # noqa: E402
 
 UNIT = 10**12
 ALICE = Keypair.from_uri("//Alice")

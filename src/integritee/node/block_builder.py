@@ -15,6 +15,7 @@ from integritee.codec.scale import EnumValue
 from integritee.crypto.keys import Keypair
 from integritee.parentchain.extrinsic import ExtrinsicFormatError, encode_bare
 from integritee.parentchain.primitives import Header
+from integritee.storage.overlay import Overlay
 
 from .blockchain import Block, Blockchain, extrinsics_root
 from .consensus import pre_digest, seal_header
@@ -22,7 +23,6 @@ from .runtime import executive
 from .runtime.construct import runtime_call
 from .runtime.context import BlockContext
 from .runtime.executive import ChainParams, InvalidTransaction
-from .runtime.overlay import Overlay
 from .txpool import TxPool
 
 log = logging.getLogger("integritee.node.builder")

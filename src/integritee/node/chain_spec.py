@@ -15,10 +15,10 @@ from typing import Any
 from integritee.attestation import DEV_ROOT_CA_PEM
 from integritee.codec.hexutil import from_hex, to_hex
 from integritee.crypto.keys import DEV_NAMES, Keypair, dev_keypair
+from integritee.storage.overlay import Overlay
 
 from .runtime.context import BlockContext
 from .runtime.executive import ChainParams
-from .runtime.overlay import Overlay
 from .runtime.pallets import balances as balances_mod
 from .runtime.pallets import consensus, sudo, system, teerex
 from .runtime.pallets import transaction_payment as tp

@@ -20,6 +20,7 @@ from typing import Any
 from integritee.crypto.keys import Keypair
 from integritee.parentchain import finality
 from integritee.parentchain.primitives import Header
+from integritee.storage.overlay import Overlay
 
 from . import consensus
 from .block_builder import ImportError_, build_block, execute_block
@@ -28,7 +29,6 @@ from .chain_spec import ChainSpec
 from .runtime import executive
 from .runtime.context import BlockContext
 from .runtime.executive import ChainParams, InvalidTransaction
-from .runtime.overlay import Overlay
 from .runtime.pallets import consensus as consensus_pallets
 from .runtime.pallets import system as system_pallet
 from .txpool import PoolError, PoolLimits, TxPool, Watcher, invalid_error

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integritee.codec.scale import EnumValue
-
-from .overlay import Overlay
+from integritee.storage.overlay import Overlay
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Block execution state: pending changes over the committed trie, with nested transactions.
+"""Pending state changes over a read-only backend, with nested transactions (node blocks, STF).
 
 Writes go into one dict (reads hit it first, then the backend); each open transaction keeps an
 undo journal so a failed extrinsic dispatch can roll back exactly its own changes. `changes()`
