@@ -47,15 +47,12 @@ class Overlay:
         """Merged, key-ordered view of the backend and the pending changes under `prefix`."""
         merged: dict[bytes, bytes | None] = {}
         if self._iter is not None:
-            for k, v in self._iter(prefix):
-                merged[k] = v
-        for k, v in self._changes.items():
-            if k.startswith(prefix):
-                merged[k] = v
+            merged.update(self._iter(prefix))
+        merged.update((k, v) for k, v in self._changes.items() if k.startswith(prefix))
         for k in sorted(merged):
-            v = merged[k]
-            if v is not None:
-                yield k, v
+            value = merged[k]
+            if value is not None:
+                yield k, value
 
     # --- transactions
     def start_transaction(self) -> None:
