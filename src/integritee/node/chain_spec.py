@@ -18,12 +18,14 @@ from integritee.crypto.keys import DEV_NAMES, Keypair, dev_keypair
 from integritee.storage.overlay import Overlay
 
 from .runtime.context import BlockContext
+from .runtime.construct import metadata_bytes
 from .runtime.executive import ChainParams
 from .runtime.pallets import balances as balances_mod
 from .runtime.pallets import consensus, sudo, system, teerex
 from .runtime.pallets import transaction_payment as tp
 
 ENDOWMENT = 1 << 60
+CODE_KEY = b":code"
 PROPERTIES = {"ss58Format": 13, "tokenDecimals": 12, "tokenSymbol": "TEER"}
 
 
@@ -62,6 +64,9 @@ class GenesisConfig:
             trusted_root_der=self.sgx_trusted_root,
         )
         system.ParentHash.put(state, bytes(32))
+        # The runtime's "code": its metadata, so light clients (the enclaves) can decode the
+        # chain's events and calls from state they verify with a storage proof.
+        state.set(CODE_KEY, metadata_bytes())
         return {k: v for k, v in state.changes().items() if v is not None}
 
 
