@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,27 @@ def test_print_metadata(dev_node: NodeProcess, tmp_path: Path, summary: bool) ->
         assert value[0] == "0x6d657461"  # b"meta"
         pallets = {p["name"]: p["index"] for p in value[1]["V14"]["pallets"]}
         assert pallets["Balances"] == 10 and pallets["System"] == 0
+
+
+def test_listen_interrupted_exits_cleanly(dev_node: NodeProcess, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [CLI, "-p", str(dev_node.rpc_port), "listen"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A background child may inherit an ignored SIGINT; a terminal user's Ctrl-C is not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the first block line: the subscription is live
+        assert first.startswith("[+] block #"), first
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
