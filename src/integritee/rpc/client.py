@@ -168,11 +168,15 @@ class RpcClient:
 
     @classmethod
     async def _open(cls, url: str, ssl: SslArg, max_msg_size: int, timeout: float) -> RpcClient:
-        session = aiohttp.ClientSession()
+        # unix:///path/to/socket reaches a server started with RpcServer.start_unix
+        unix_path = url[len("unix://") :] if url.startswith("unix://") else None
+        session = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=unix_path) if unix_path else None
+        )
         try:
             async with asyncio.timeout(timeout):
                 ws = await session.ws_connect(
-                    ws_url(url),
+                    "ws://localhost/" if unix_path else ws_url(url),
                     ssl=True if ssl is None else ssl,
                     max_msg_size=max_msg_size,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),

@@ -30,6 +30,7 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import secrets
 import ssl
 import time
@@ -408,6 +409,26 @@ class RpcServer:
         scheme = "wss" if ssl_context is not None else "ws"
         log.info("%s RPC server listening on %s://%s:%d", self.name, scheme, host, self._port)
         return self._port
+
+    async def start_unix(self, path: str) -> None:
+        """Serve on a Unix socket (the enclave boundary: ecalls and ocalls stay off the network)."""
+        if self._runner is not None:
+            raise RuntimeError(f"{self.name} RPC server is already running")
+        self._stopping = False
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_grace
+        )
+        await runner.setup()
+        site = web.UnixSite(runner, path)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        os.chmod(path, 0o600)
+        self._runner = runner
+        self._port = 0
+        log.info("%s RPC server listening on unix:%s", self.name, path)
 
     async def stop(self) -> None:
         """Close every connection and subscription, then the listening socket."""
