@@ -69,3 +69,44 @@ __all__ = [
     "verify",
     "verify_multi_signature",
 ]
+
+# Shielding (RSA-3072), AES-GCM and sealing: appended so concurrent additions merge cleanly.
+from integritee.crypto import aead  # noqa: E402
+from integritee.crypto.aead import AeadError  # noqa: E402
+from integritee.crypto.sealing import (  # noqa: E402
+    GramineSealing,
+    SealedFileMissing,
+    SealingError,
+    SealingKeyProvider,
+    SimulationSealing,
+    default_simulation_key_path,
+    detect_sealing_provider,
+    seal,
+    seal_to_file,
+    unseal,
+    unseal_from_file,
+)
+from integritee.crypto.shielding import (  # noqa: E402
+    ShieldingError,
+    ShieldingKey,
+    ShieldingPublicKey,
+)
+
+__all__ += [
+    "AeadError",
+    "GramineSealing",
+    "SealedFileMissing",
+    "SealingError",
+    "SealingKeyProvider",
+    "ShieldingError",
+    "ShieldingKey",
+    "ShieldingPublicKey",
+    "SimulationSealing",
+    "aead",
+    "default_simulation_key_path",
+    "detect_sealing_provider",
+    "seal",
+    "seal_to_file",
+    "unseal",
+    "unseal_from_file",
+]
