@@ -39,6 +39,8 @@ class EnumValue(NamedTuple):
 
 Buffer = bytes | bytearray | memoryview
 
+MAX_ZERO_SIZED_ITEMS = 65536
+
 
 # ---------------------------------------------------------------------------------------------
 # Compact integers (also used directly by the trie, extrinsics and headers)
@@ -348,8 +350,11 @@ class Vec(Codec):
         n, pos = decode_compact(data, pos)
         if self.max_len is not None and n > self.max_len:
             raise ScaleDecodeError(f"{self.display_name}: {n} > {self.max_len} items")
-        if n > len(data) - pos and self.inner is not unit:
-            # every element but `()` takes at least one byte: a huge count on short input is junk
+        if self.inner is unit:
+            if n > MAX_ZERO_SIZED_ITEMS:  # they take no input, so only a cap bounds the work
+                raise ScaleDecodeError(f"{self.display_name}: {n} zero-sized items")
+        elif n > len(data) - pos:
+            # every other element takes at least one byte: a huge count on short input is junk
             raise ScaleDecodeError(f"{self.display_name}: length {n} exceeds input")
         dec = self.inner.decode_from
         items = []

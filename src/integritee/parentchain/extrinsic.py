@@ -184,6 +184,8 @@ def decode_extrinsic(raw: bytes, call_codec: Codec) -> Extrinsic:
         raise ExtrinsicFormatError(str(e)) from None
     except IndexError:
         raise ExtrinsicFormatError("unexpected end of extrinsic") from None
+    except RecursionError:
+        raise ExtrinsicFormatError("call nested too deeply") from None
 
 
 def encode_bare(call_bytes: bytes) -> bytes:
