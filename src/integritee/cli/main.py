@@ -29,7 +29,10 @@ from integritee.cli.context import (
 
 log = logging.getLogger("integritee.cli")
 
-COMMAND_MODULES: tuple[str, ...] = ("integritee.cli.base_commands",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "integritee.cli.base_commands",
+    "integritee.cli.tee_commands",
+)
 LOG_LEVELS = ("error", "warning", "info", "debug")
 EXIT_INTERRUPTED = 130
 _PORT = click.IntRange(0, 65535)
