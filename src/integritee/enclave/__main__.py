@@ -1,0 +1,68 @@
+"""`python -m integritee.enclave`: the enclave process the service launches.
+
+It opens (or creates) its sealed keys, serves ecalls on a Unix socket given by the service, and
+serves clients on the trusted port once initialised. SIGTERM or the shutdown ecall stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from integritee.crypto.sealing import SealingError, detect_sealing_provider
+from integritee.rpc.server import RpcServer
+from integritee.teeio.messages import Ecall
+
+from .app import Enclave
+
+log = logging.getLogger("integritee.enclave")
+
+
+async def serve(data_dir: Path, ecall_socket: str, sealing_key: str | None) -> int:
+    try:
+        sealing = detect_sealing_provider(sealing_key, data_dir=data_dir)
+        enclave = Enclave(data_dir, sealing)
+    except SealingError as e:
+        log.error("cannot open the enclave's sealed keys: %s", e)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = RpcServer(name="ecall", max_request_bytes=256 * 1024 * 1024)
+    enclave.register_ecalls(server)
+    server.add_method(Ecall.SHUTDOWN, lambda params: stop.set() or True)
+    await server.start_unix(ecall_socket)
+    try:
+        await stop.wait()
+    finally:
+        log.info("enclave shutting down")
+        await server.stop()
+        await enclave.close()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m integritee.enclave", description=__doc__)
+    parser.add_argument("--data-dir", required=True, type=Path)
+    parser.add_argument("--ecall-socket", required=True)
+    parser.add_argument(
+        "--sealing-key", default=None, help="simulation sealing key file (outside the data dir)"
+    )
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-5s [enclave] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(serve(args.data_dir, args.ecall_socket, args.sealing_key))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

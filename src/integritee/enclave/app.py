@@ -1,0 +1,396 @@
+"""The enclave process: its secrets, its identity, and the ecalls the service may make.
+
+Everything secret (signing, shielding and state keys, the plaintext shard state) lives in this
+process only. The service reaches it through the ecall socket with the typed messages of
+`integritee.teeio.messages`; clients reach it through the trusted WSS server it serves itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from integritee.attestation import SimDcapProvider, SkipProvider
+from integritee.attestation.providers import GramineDcapProvider
+from integritee.codec.scale import EnumValue
+from integritee.crypto.sealing import SealingError, SealingKeyProvider, seal, unseal
+from integritee.rpc.errors import RpcError
+from integritee.rpc.server import RpcServer
+from integritee.storage.kv import KVStore
+from integritee.teeio.messages import (
+    ChainInfo,
+    Ecall,
+    EnclaveInfo,
+    EnclaveStatus,
+    Extrinsics,
+    InitRequest,
+    LightClientInit,
+    LightClientStatus,
+    RegistrationRequest,
+    ShardInit,
+    ShardRole,
+    SyncRequest,
+    SyncResult,
+    from_json,
+    to_json,
+)
+
+from .keys import EnclaveKeys
+from .light_client import SEAL_LABEL, LightClient, LightClientError, ParentchainBlockInput
+from .measurement import mrenclave
+from .parentchain_tx import ParentchainTxBuilder
+from .shard import Shard, merkle_root
+from .stf import Stf
+from .stf.executor import UnshieldFromVault
+from .stf.getters import GetterError, execute_getter
+from .tls import server_context
+from .trusted_rpc import TrustedRpc
+
+log = logging.getLogger("integritee.enclave")
+
+NOT_READY = -32010
+LIGHT_CLIENT_KEY = b"light_client"
+VAULT_FUNDING = (
+    30 * 10**12
+)  # covers the proxy deposit (~20.04 TEER), the existential deposit and fees
+
+
+@dataclass
+class Urls:
+    trusted: str
+    untrusted: str
+    mu_ra: str
+
+
+class Enclave:
+    def __init__(self, data_dir: Path, sealing: SealingKeyProvider) -> None:
+        self.data_dir = data_dir
+        self.sealing = sealing
+        self.sealed_dir = data_dir / "sealed"
+        self.keys = EnclaveKeys.load_or_create(self.sealed_dir, sealing)
+        self.mrenclave = mrenclave()
+        self.shard = self.mrenclave
+        self.urls: Urls | None = None
+        self.init_request: InitRequest | None = None
+        self.trusted_server: RpcServer | None = None
+        self.trusted_rpc: TrustedRpc | None = None
+        self.tx = ParentchainTxBuilder(self.keys.signing, self._call_codec)
+        self.db = KVStore.open(data_dir / "enclave_db")
+        self.light_client: LightClient | None = self._load_light_client()
+        self.stf: Stf | None = None
+        self.shard_runtime: Shard | None = None
+        self.registered = False
+        self.role: str | None = None
+        log.info(
+            "enclave up: MRENCLAVE %s, account 0x%s",
+            _b58(self.mrenclave),
+            self.keys.signing.public_key.hex(),
+        )
+
+    # --- parentchain metadata (verified by the light client from `:code`)
+    def _call_codec(self) -> Any:
+        if self.light_client is None:
+            raise RpcError(
+                NOT_READY, "the light client is not initialised: no verified parentchain metadata"
+            )
+        return self.light_client.metadata.call_codec
+
+    def _load_light_client(self) -> LightClient | None:
+        blob = self.db.get(LIGHT_CLIENT_KEY)
+        if blob is None:
+            return None
+        try:
+            return LightClient.from_bytes(unseal(self.sealing, blob, SEAL_LABEL))
+        except (SealingError, LightClientError) as e:
+            raise SealingError(f"the sealed light-client state is unusable: {e}") from None
+
+    def _shard(self) -> Shard:
+        if self.shard_runtime is None:
+            dev = bool(self.init_request and self.init_request.dev)
+            self.stf = Stf(self.mrenclave, dev=dev)
+            self.shard_runtime = Shard(self.shard, self.db, self.keys.state_key, self.stf)
+            if self.shard_runtime.load():
+                self.role = "primary"
+                log.info(
+                    "shard state loaded (created at parentchain #%d)",
+                    self.shard_runtime.creation_number(),
+                )
+        return self.shard_runtime
+
+    # --- ecall registration
+    def register_ecalls(self, server: RpcServer) -> None:
+        def typed(message_type: Any, handler: Any) -> Any:
+            async def call(params: Any) -> Any:
+                arg = from_json(
+                    message_type, params[0] if isinstance(params, list) and params else params
+                )
+                return to_json(await handler(arg))
+
+            return call
+
+        server.add_method(Ecall.IDENTITY, lambda params: to_json(self.identity()))
+        server.add_method(Ecall.INIT, typed(InitRequest, self.init))
+        server.add_method(
+            Ecall.REGISTRATION_EXTRINSICS, typed(RegistrationRequest, self.registration_extrinsics)
+        )
+        server.add_method(
+            Ecall.LIGHT_CLIENT_STATUS, lambda params: to_json(self.light_client_status())
+        )
+        server.add_method(Ecall.INIT_LIGHT_CLIENT, typed(LightClientInit, self.init_light_client))
+        server.add_method(Ecall.SYNC_PARENTCHAIN, typed(SyncRequest, self.sync_parentchain))
+        server.add_method(Ecall.INIT_SHARD, typed(ShardInit, self.init_shard))
+        server.add_method(Ecall.STATUS, lambda params: to_json(self.status()))
+
+    # --- ecalls
+    def identity(self) -> EnclaveInfo:
+        return EnclaveInfo(
+            mrenclave=self.mrenclave,
+            shard=self.shard,
+            signing_public_key=self.keys.signing.public_key,
+            shielding_public_key_json=self.keys.shielding.public_key_json(),
+            trusted_port=self.trusted_server.port if self.trusted_server else 0,
+        )
+
+    async def init(self, request: InitRequest) -> EnclaveInfo:
+        if request.shard is not None:
+            self.shard = request.shard
+        self.init_request = request
+        self.urls = Urls(request.trusted_url, request.untrusted_url, request.mu_ra_url)
+        if self.trusted_server is None:
+            self.trusted_rpc = TrustedRpc(self)
+            self.trusted_server = RpcServer(name="trusted")
+            self.trusted_rpc.register(self.trusted_server)
+            port = await self.trusted_server.start(
+                request.trusted_host,
+                request.trusted_port,
+                ssl_context=server_context(self.keys.signing),
+            )
+            log.info("trusted RPC (WSS) on %s:%d", request.trusted_host, port)
+        return self.identity()
+
+    def attestation_provider(self) -> Any:
+        mode = self.init_request.attestation if self.init_request else "skip"
+        if mode == "skip":
+            return SkipProvider(self.mrenclave)
+        if mode == "sim-dcap":
+            # a debug build on dev chains, as an SDK's simulation/debug enclave would be
+            return SimDcapProvider(self.mrenclave, bytes(32), debug=True)
+        if mode == "gramine-dcap":
+            return GramineDcapProvider()
+        raise RpcError(-32602, f"unknown attestation mode {mode!r}")
+
+    async def registration_extrinsics(self, request: RegistrationRequest) -> Extrinsics:
+        """Signed extrinsics that register this enclave (and, for sim-dcap, the dev collateral)."""
+        self.tx.observe_nonce(request.nonce)
+        provider = self.attestation_provider()
+        out: list[bytes] = []
+        if (
+            provider.method == "Dcap"
+            and request.with_collateral
+            and isinstance(provider, SimDcapProvider)
+        ):
+            body, signature, chain = provider.qe_identity_collateral()
+            call = self.tx.call(
+                "Teerex",
+                "register_quoting_enclave",
+                enclave_identity=body,
+                signature=signature,
+                certificate_chain=chain,
+            )
+            out.append(self.tx.sign(call, request.chain))
+            body, signature, chain = provider.tcb_info_collateral()
+            call = self.tx.call(
+                "Teerex",
+                "register_tcb_info",
+                tcb_info=body,
+                signature=signature,
+                certificate_chain=chain,
+            )
+            out.append(self.tx.sign(call, request.chain))
+        report_data = self.keys.signing.public_key + bytes(32)
+        proof = provider.quote(report_data)
+        method = EnumValue(provider.method, {"proxied": False})
+        call = self.tx.call(
+            "Teerex",
+            "register_sgx_enclave",
+            proof=proof,
+            worker_url=request.worker_url.encode(),
+            attestation_method=method,
+        )
+        out.append(self.tx.sign(call, request.chain))
+        log.info("prepared %d registration extrinsic(s) (%s attestation)", len(out), provider.name)
+        return Extrinsics(out)
+
+    # --- light client and parentchain sync
+    def light_client_status(self) -> LightClientStatus:
+        lc = self.light_client
+        if lc is None:
+            return LightClientStatus(initialized=False)
+        return LightClientStatus(True, lc.genesis_hash, lc.last_number, lc.last_hash)
+
+    async def init_light_client(self, request: LightClientInit) -> LightClientStatus:
+        if self.light_client is not None:
+            raise RpcError(-32602, "the light client is already initialised")
+        try:
+            lc = LightClient.initialize(request.genesis_header, request.proof)
+        except LightClientError as e:
+            raise RpcError(-32602, f"light client initialisation refused: {e}") from None
+        self.db.put(LIGHT_CLIENT_KEY, seal(self.sealing, lc.to_bytes(), SEAL_LABEL))
+        self.light_client = lc
+        log.info("light client initialised at genesis 0x%s", lc.genesis_hash.hex())
+        return self.light_client_status()
+
+    async def sync_parentchain(self, request: SyncRequest) -> SyncResult:
+        """Verify and import a batch of parentchain blocks; execute what they carry for the shard.
+
+        The light-client state and the shard state are written in one batch: a crash loses at
+        most this batch, never applies it twice."""
+        lc = self._require_light_client()
+        try:
+            blocks = [ParentchainBlockInput.from_json(b) for b in request.blocks]
+        except LightClientError as e:
+            raise RpcError(-32602, f"malformed block batch: {e}") from None
+        try:
+            verified = lc.import_blocks(blocks)
+        except LightClientError as e:
+            verified = list(getattr(e, "imported", []) or [])
+            log.warning("parentchain block rejected: %s", e)
+            if not verified:
+                raise RpcError(-32011, f"parentchain block rejected: {e}") from None
+        shard = self._shard()
+        extrinsics: list[bytes] = []
+        for block in verified:
+            if not shard.initialized:
+                continue
+            effects = shard.process_block(block, self.keys.shielding, self.keys.signing)
+            birth = (block.number, block.hash)
+            for pcall in effects.parentchain_calls:
+                extrinsics.append(self._payout(pcall, request.chain, birth))
+            if effects.executed:
+                call = self.tx.call(
+                    "EnclaveBridge",
+                    "confirm_processed_parentchain_block",
+                    shard=self.shard,
+                    block_hash=block.hash,
+                    block_number=block.number,
+                    trusted_calls_merkle_root=merkle_root(effects.executed),
+                )
+                extrinsics.append(self.tx.sign(call, request.chain, era_birth=birth))
+        with self.db.batch() as batch:
+            if shard.initialized:
+                shard.commit(batch)
+            batch.put(LIGHT_CLIENT_KEY, seal(self.sealing, lc.to_bytes(), SEAL_LABEL))
+        return SyncResult(last_number=lc.last_number, last_hash=lc.last_hash, extrinsics=extrinsics)
+
+    def _payout(self, pcall: Any, chain: ChainInfo, birth: tuple[int, bytes]) -> bytes:
+        def call_index(pallet: str, name: str) -> bytes:
+            meta = self._require_light_client().metadata
+            p = meta.pallet(pallet)
+            return bytes((p.index,)) + bytes((p.call_index(name)[1],))
+
+        call_bytes = pcall.encode_call(call_index)
+        if isinstance(pcall, UnshieldFromVault):
+            log.info("unshield %d to 0x%s from the vault", pcall.amount, pcall.beneficiary.hex())
+        return self.tx.sign(call_bytes, chain, era_birth=birth)
+
+    def _require_light_client(self) -> LightClient:
+        if self.light_client is None:
+            raise RpcError(NOT_READY, "the light client is not initialised")
+        return self.light_client
+
+    async def init_shard(self, request: ShardInit) -> ShardRole:
+        """Decide this enclave's role from EnclaveBridge.ShardStatus (checked with the proof)."""
+        lc = self._require_light_client()
+        meta = lc.metadata
+        entry = meta.storage("EnclaveBridge", "ShardStatus")
+        key = entry.key(self.shard)
+        try:
+            values = lc.verify_storage(request.block_hash, [key], request.proof)
+        except LightClientError as e:
+            raise RpcError(-32602, f"shard status proof refused: {e}") from None
+        raw = values.get(key)
+        status = [] if raw is None else entry.decode_value(raw)
+        shard = self._shard()
+        me = self.keys.signing.public_key
+        signers = [bytes(s["signer"]) for s in status]
+        extrinsics: list[bytes] = []
+        if shard.initialized:
+            self.role = "primary" if not signers or signers[0] == me else "joiner"
+        elif not signers or signers[0] == me:
+            header = lc.last_header
+            vault = shard.create(self.keys.signing, header, lc.genesis_hash)
+            with self.db.batch() as batch:
+                shard.commit(batch)
+            self.role = "primary"
+            birth = (lc.last_number, lc.last_hash)
+            fund = self.tx.call(
+                "Balances",
+                "transfer_keep_alive",
+                dest=EnumValue("Id", vault.public_key),
+                value=VAULT_FUNDING,
+            )
+            extrinsics.append(self.tx.sign(fund, request.chain, era_birth=birth))
+            add_proxy = self.tx.call(
+                "Proxy",
+                "add_proxy",
+                delegate=EnumValue("Id", me),
+                proxy_type=EnumValue("Any"),
+                delay=0,
+            )
+            extrinsics.append(
+                self.tx.sign(add_proxy, request.chain, signer=vault, nonce=0, era_birth=birth)
+            )
+            log.info(
+                "primary of new shard, created at parentchain #%d; vault 0x%s",
+                lc.last_number,
+                vault.public_key.hex(),
+            )
+        else:
+            raise RpcError(
+                -32012,
+                "another validateer is primary of this shard; joining needs mutual RA (not yet supported)",
+            )
+        return ShardRole(
+            role=self.role or "primary",
+            shard=self.shard,
+            creation_block=shard.creation_number(),
+            vault=shard.vault(),
+            extrinsics=extrinsics,
+        )
+
+    # --- reads for the trusted RPC
+    def shard_vault(self) -> bytes | None:
+        return self._shard().vault()
+
+    def execute_getter(self, shard: bytes, getter: bytes) -> bytes | None:
+        if shard != self.shard:
+            raise ValueError("unknown shard")
+        runtime = self._shard()
+        if runtime.state is None:
+            raise ValueError("the shard is not initialised yet")
+        try:
+            return execute_getter(runtime.state, getter, self.mrenclave, shard)
+        except GetterError as e:
+            raise ValueError(str(e)) from None
+
+    def status(self) -> EnclaveStatus:
+        lc = self.light_client
+        return EnclaveStatus(
+            registered=self.registered,
+            role=self.role,
+            light_client_number=lc.last_number if lc else 0,
+            shard=self.shard,
+        )
+
+    async def close(self) -> None:
+        if self.trusted_server is not None:
+            await self.trusted_server.stop()
+        self.db.close()
+
+
+def _b58(data: bytes) -> str:
+    import base58
+
+    return base58.b58encode(data).decode()

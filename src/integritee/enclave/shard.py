@@ -1,0 +1,198 @@
+"""One shard in the enclave: its state, and what each verified parentchain block does to it.
+
+Indirect invocation: from every imported block at or after the shard's creation block, the
+successful `EnclaveBridge.invoke` calls for this shard are decrypted with the shielding key and
+executed, `EnclaveBridge.shield_funds` credits the decrypted beneficiary, and `Balances.Transfer`
+events into the shard vault credit the sender. Blocks that executed something are confirmed with
+`confirm_processed_parentchain_block` and the merkle root of the executed calls; unshielding
+produces the payout extrinsics (vault proxy transfer or `EnclaveBridge.unshield_funds`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from integritee.codec.scale import ScaleDecodeError
+from integritee.crypto.hashing import blake2_256
+from integritee.crypto.keys import Keypair
+from integritee.crypto.shielding import ShieldingError, ShieldingKey
+from integritee.storage.kv import KVStore, WriteBatch
+
+from .light_client import VerifiedBlock
+from .stf import ShardState, Stf, TrustedCallSigned
+from .stf.executor import ParentchainCall
+from .stf.types import (
+    balance_shield,
+    balance_shield_through_enclave_bridge_pallet,
+)
+
+log = logging.getLogger("integritee.enclave.shard")
+
+PARENTCHAIN = "Integritee"
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """Binary blake2_256 merkle root (an odd node is carried up); zero hash when empty."""
+    if not leaves:
+        return bytes(32)
+    level = list(leaves)
+    while len(level) > 1:
+        nxt = [blake2_256(level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def vault_keypair(state_key: bytes, shard: bytes) -> Keypair:
+    """The shard vault's key, derived from the shard's state key so every validateer of the shard
+    (which all hold the state key after provisioning) can act for the vault."""
+    return Keypair.from_seed(
+        blake2_256(b"integritee/shard-vault/v1" + state_key + shard), "ed25519"
+    )
+
+
+@dataclass
+class BlockEffects:
+    executed: list[bytes] = field(default_factory=list)
+    parentchain_calls: list[ParentchainCall] = field(default_factory=list)
+
+
+class Shard:
+    def __init__(self, shard: bytes, db: KVStore, state_key: bytes, stf: Stf) -> None:
+        self.shard = shard
+        self.view = db.prefixed(b"shard/" + shard)
+        self.state_key = state_key
+        self.stf = stf
+        self.state: ShardState | None = None
+
+    # --- life cycle
+    def load(self) -> bool:
+        """Load an existing shard state; False when this enclave has none yet."""
+        if next(iter(self.view.iter_prefix(b"")), None) is None:
+            return False
+        self.state = ShardState.load(self.view, self.state_key)
+        return True
+
+    @property
+    def initialized(self) -> bool:
+        return self.state is not None
+
+    def create(self, enclave: Keypair, creation_header: Any, genesis_hash: bytes) -> Keypair:
+        """Initialise a new shard as its primary; returns the vault key."""
+        state = ShardState(self.state_key)
+        self.stf.init_state(state, enclave.public_key)
+        self.stf.init_parentchain_genesis_hash(state, PARENTCHAIN, genesis_hash)
+        self.stf.set_creation_block(state, PARENTCHAIN, creation_header)
+        vault = vault_keypair(self.state_key, self.shard)
+        self.stf.init_shard_vault(state, PARENTCHAIN, vault.public_key)
+        self.state = state
+        return vault
+
+    def creation_number(self) -> int:
+        assert self.state is not None
+        info = self.stf.shard_creation_info(self.state).get(PARENTCHAIN)
+        return int(info["number"]) if info else 0
+
+    def vault(self) -> bytes | None:
+        if self.state is None:
+            return None
+        vault = self.stf.shard_vault(self.state)
+        return None if vault is None else vault[0]
+
+    def commit(self, batch: WriteBatch) -> bytes:
+        assert self.state is not None
+        return self.state.commit(batch)
+
+    # --- indirect invocation
+    def process_block(
+        self, block: VerifiedBlock, shielding: ShieldingKey, enclave: Keypair
+    ) -> BlockEffects:
+        effects = BlockEffects()
+        state = self.state
+        if state is None or block.number <= self.creation_number():
+            return effects
+        vault = self.vault()
+        for index, xt in enumerate(block.extrinsics):
+            if not block.success[index]:
+                continue
+            call = xt.call
+            pallet, name, args = call.name, call.value.name, call.value.value or {}
+            if pallet != "EnclaveBridge":
+                continue
+            if name == "invoke" and bytes(args["request"]["shard"]) == self.shard:
+                self._invoke(bytes(args["request"]["cyphertext"]), shielding, effects, block.number)
+            elif name == "shield_funds" and bytes(args["shard"]) == self.shard:
+                self._shield_through_bridge(args, shielding, enclave, effects, block.number)
+        if vault is not None:
+            for _index, fields in block.events_of("Balances", "Transfer"):
+                if bytes(fields["to"]) == vault:
+                    call = balance_shield(
+                        enclave.public_key, bytes(fields["from"]), fields["amount"], PARENTCHAIN
+                    )
+                    self._record(
+                        self.stf.execute_indirect(state, self.shard, call, enclave),
+                        effects,
+                        "vault shield",
+                    )
+        self.stf.update_parentchain_block(state, PARENTCHAIN, block.header)
+        return effects
+
+    def _invoke(
+        self, cyphertext: bytes, shielding: ShieldingKey, effects: BlockEffects, number: int
+    ) -> None:
+        assert self.state is not None
+        try:
+            plain = shielding.decrypt(cyphertext)
+        except ShieldingError as e:
+            log.warning("block #%d: invoke with undecryptable cyphertext ignored: %s", number, e)
+            return
+        if not plain or plain[0] not in (0, 1):
+            log.warning("block #%d: invoke payload is not a trusted call, ignored", number)
+            return
+        try:
+            tcs = TrustedCallSigned.decode(plain[1:])
+        except (ScaleDecodeError, ValueError) as e:
+            log.warning("block #%d: invoke payload does not decode, ignored: %s", number, e)
+            return
+        self._record(self.stf.execute(self.state, self.shard, tcs), effects, "indirect call")
+
+    def _shield_through_bridge(
+        self,
+        args: dict[str, Any],
+        shielding: ShieldingKey,
+        enclave: Keypair,
+        effects: BlockEffects,
+        number: int,
+    ) -> None:
+        assert self.state is not None
+        try:
+            who = shielding.decrypt(bytes(args["incognito_account_encrypted"]))
+        except ShieldingError as e:
+            log.warning(
+                "block #%d: shield_funds with undecryptable beneficiary ignored: %s", number, e
+            )
+            return
+        if len(who) != 32:
+            log.warning(
+                "block #%d: shield_funds beneficiary is %d bytes, ignored", number, len(who)
+            )
+            return
+        call = balance_shield_through_enclave_bridge_pallet(enclave.public_key, who, args["amount"])
+        self._record(
+            self.stf.execute_indirect(self.state, self.shard, call, enclave),
+            effects,
+            "bridge shield",
+        )
+
+    def _record(self, outcome: Any, effects: BlockEffects, what: str) -> None:
+        if outcome.rejected:
+            log.info("%s rejected: %s", what, outcome.error)
+            return
+        if outcome.call_hash is not None:
+            effects.executed.append(outcome.call_hash)
+        effects.parentchain_calls.extend(outcome.parentchain_calls)
+        if not outcome.ok:
+            log.info("%s failed: %s", what, outcome.error)

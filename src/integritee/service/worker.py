@@ -1,0 +1,272 @@
+"""The validateer's life cycle on the untrusted side (start-up order of the original).
+
+1. launch the enclave and initialise it (its trusted WSS server starts);
+2. initialise the enclave's light client from the genesis header and a proof of the authorities
+   and the runtime metadata (or resume it);
+3. dev chains: fund the enclave account from //Alice;
+4. register the enclave on Teerex unless it already is (extrinsics built and signed in the enclave);
+5. sync the parentchain into the enclave in batches, submitting what the enclave asks to send;
+6. establish the shard role from EnclaveBridge.ShardStatus (read with a proof the enclave checks);
+7. follow finalized heads; serve /is_initialized and /metrics; SIGTERM stops everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from integritee.codec.hexutil import from_hex, to_hex
+from integritee.codec.scale import EnumValue
+from integritee.crypto.hashing import blake2_128_concat, storage_prefix
+from integritee.crypto.keys import Keypair
+from integritee.teeio.messages import (
+    Ecall,
+    EnclaveInfo,
+    Extrinsics,
+    InitRequest,
+    LightClientInit,
+    LightClientStatus,
+    RegistrationRequest,
+    ShardInit,
+    ShardRole,
+    SyncRequest,
+    SyncResult,
+)
+
+from .config import ServiceConfig
+from .enclave_host import EnclaveHost
+from .metrics import ServiceMetrics
+from .node_client import NodeClient, SubmissionError
+from .parentchain_fetch import fetch_blocks, fetch_genesis_init
+
+log = logging.getLogger("integritee.service")
+
+SYNC_BATCH = 500
+DEV_FUNDING = 1_000 * 10**12  # 1000 TEER: registration fees plus the shard vault's proxy deposit
+
+
+class Validateer:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.host = EnclaveHost(config.data_dir, config.sealing_key, config.log_level)
+        self.node: NodeClient | None = None
+        self.info: EnclaveInfo | None = None
+        self.synced_number = 0
+        self.registered = False
+        self.role: ShardRole | None = None
+        self.stop_event = asyncio.Event()
+        self.metrics = ServiceMetrics(self)
+        self._http: web.AppRunner | None = None
+
+    # --- the whole life cycle
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.clean_reset:
+            self._clean_reset()
+        try:
+            await self.host.start()
+            self.info = await self.host.ecall(Ecall.INIT, self._init_request(), EnclaveInfo)
+            log.info(
+                "enclave account 0x%s, shard %s",
+                self.info.signing_public_key.hex(),
+                to_hex(self.info.shard),
+            )
+            await self._start_http()
+            self.node = await NodeClient.connect(self.config.node_endpoint)
+            await self._init_light_client()
+            if self.config.dev:
+                await self._dev_funding()
+            await self._register()
+            await self._sync_to_finalized()
+            await self._init_shard()
+            log.info(
+                "validateer initialised: %s of shard %s",
+                self.role.role if self.role else "?",
+                to_hex(self.info.shard),
+            )
+            await self._follow()
+            return 0
+        finally:
+            await self._shutdown()
+
+    def _init_request(self) -> InitRequest:
+        c = self.config
+        return InitRequest(
+            data_dir=str(c.data_dir),
+            dev=c.dev,
+            attestation=c.attestation,
+            trusted_host=c.bind_host,
+            trusted_port=c.trusted_port,
+            trusted_url=c.trusted_external,
+            untrusted_url=c.untrusted_external,
+            mu_ra_url=c.mu_ra_external,
+            shard=c.shard,
+        )
+
+    def _clean_reset(self) -> None:
+        import shutil
+
+        for name in ("light_client", "shards", "sidechain_db"):
+            shutil.rmtree(self.config.data_dir / name, ignore_errors=True)
+        log.info("clean reset: purged light client, shards and sidechain DB (sealed keys kept)")
+
+    # --- steps
+    async def _init_light_client(self) -> None:
+        assert self.node is not None
+        status = await self.host.ecall(Ecall.LIGHT_CLIENT_STATUS, {}, LightClientStatus)
+        if status.initialized:
+            if status.genesis_hash != self.node.chain.genesis_hash:  # type: ignore[union-attr]
+                raise ConnectionError(
+                    "the enclave's light client follows another chain; use --clean-reset"
+                )
+            self.synced_number = status.last_number
+            log.info("light client resumed at #%d", status.last_number)
+            return
+        header, proof = await fetch_genesis_init(self.node.client)
+        await self.host.ecall(
+            Ecall.INIT_LIGHT_CLIENT, LightClientInit(header, proof), LightClientStatus
+        )
+        log.info("light client initialised from genesis")
+
+    async def _dev_funding(self) -> None:
+        assert self.node is not None and self.info is not None
+        account = await self.node.account(self.info.signing_public_key)
+        if account.data.free >= DEV_FUNDING // 2:
+            return
+        alice = Keypair.from_uri("//Alice")
+        call = self.node.call(
+            "Balances",
+            "transfer_keep_alive",
+            dest=_id(self.info.signing_public_key),
+            value=DEV_FUNDING,
+        )
+        await self.node.sign_and_submit(alice, call)
+        log.info("dev: funded the enclave account with %d from //Alice", DEV_FUNDING)
+
+    async def _register(self) -> None:
+        assert self.node is not None and self.info is not None and self.node.metadata is not None
+        entry = self.node.metadata.storage("Teerex", "SovereignEnclaves")
+        raw = await self.node.storage(entry.key(self.info.signing_public_key))
+        if raw is not None:
+            enclave = entry.decode_value(raw)
+            sgx = enclave.value
+            if bytes(sgx["mr_enclave"]) == self.info.mrenclave:
+                self.registered = True
+                log.info("enclave already registered")
+                return
+        request = RegistrationRequest(
+            chain=self.node.chain,  # type: ignore[arg-type]
+            nonce=await self.node.next_nonce(self.info.signing_public_key),
+            worker_url=self.config.trusted_external,
+            with_collateral=self.config.attestation == "sim-dcap",
+        )
+        batch = await self.host.ecall(Ecall.REGISTRATION_EXTRINSICS, request, Extrinsics)
+        for xt in batch.extrinsics:
+            await self.node.submit(xt, wait="finalized")
+        self.registered = True
+        log.info("registered the enclave on the parentchain (%s)", self.config.attestation)
+
+    async def _sync_to_finalized(self) -> None:
+        assert self.node is not None
+        finalized, _ = await self.node.finalized_head()
+        while self.synced_number < finalized and not self.stop_event.is_set():
+            end = min(finalized, self.synced_number + SYNC_BATCH)
+            blocks = await fetch_blocks(self.node.client, self.synced_number + 1, end)
+            await self._import(blocks)
+            if end - self.synced_number > 0:
+                log.info("parentchain sync: #%d of #%d", end, finalized)
+            finalized, _ = await self.node.finalized_head()
+
+    async def _import(self, blocks: list[Any]) -> None:
+        assert self.node is not None
+        request = SyncRequest(chain=self.node.chain, blocks=[b.to_json() for b in blocks])  # type: ignore[arg-type]
+        result = await self.host.ecall(Ecall.SYNC_PARENTCHAIN, request, SyncResult)
+        self.synced_number = result.last_number
+        self.metrics.parentchain_block.set(result.last_number)
+        await self._send(result.extrinsics)
+
+    async def _send(self, extrinsics: list[bytes]) -> None:
+        assert self.node is not None
+        for xt in extrinsics:
+            try:
+                await self.node.submit(xt, wait="inBlock")
+            except SubmissionError as e:
+                log.warning("enclave extrinsic not applied: %s", e)
+
+    async def _init_shard(self) -> None:
+        assert self.node is not None and self.info is not None
+        await self._sync_to_finalized()
+        block_hash = from_hex(await self.node.rpc("chain_getBlockHash", [self.synced_number]))
+        key = storage_prefix("EnclaveBridge", "ShardStatus") + blake2_128_concat(self.info.shard)
+        proof = await self.node.read_proof([key], block_hash)
+        self.role = await self.host.ecall(
+            Ecall.INIT_SHARD, ShardInit(block_hash, proof, self.node.chain), ShardRole
+        )  # type: ignore[arg-type]
+        for xt in self.role.extrinsics:
+            await self.node.submit(xt, wait="finalized")
+        log.info("shard role: %s", self.role.role)
+
+    async def _follow(self) -> None:
+        """Import new finalized blocks as they come, until stopped."""
+        assert self.node is not None
+        sub = await self.node.client.subscribe(
+            "chain_subscribeFinalizedHeads", [], "chain_unsubscribeFinalizedHeads"
+        )
+        wake = asyncio.Event()
+
+        async def pump() -> None:
+            async for _header in sub:
+                wake.set()
+
+        pump_task = asyncio.create_task(pump())
+        try:
+            while not self.stop_event.is_set():
+                stop_wait = asyncio.create_task(self.stop_event.wait())
+                wake_wait = asyncio.create_task(wake.wait())
+                await asyncio.wait({stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED)
+                stop_wait.cancel()
+                wake_wait.cancel()
+                wake.clear()
+                if self.stop_event.is_set():
+                    break
+                await self._sync_to_finalized()
+        finally:
+            pump_task.cancel()
+
+    # --- untrusted HTTP: /is_initialized (and /metrics when enabled)
+    async def _start_http(self) -> None:
+        app = web.Application()
+        app.router.add_get("/is_initialized", self._is_initialized)
+        self._http = web.AppRunner(app, access_log=None)
+        await self._http.setup()
+        await web.TCPSite(self._http, self.config.bind_host, self.config.http_port).start()
+        if self.config.enable_metrics:
+            await self.metrics.start(self.config.bind_host, self.config.metrics_port)
+
+    def initialized(self) -> bool:
+        return self.registered and self.role is not None
+
+    async def _is_initialized(self, request: web.Request) -> web.Response:
+        if self.initialized():
+            return web.Response(text="I am initialized.")
+        return web.Response(status=404, text="not initialized")
+
+    async def _shutdown(self) -> None:
+        log.info("stopping the validateer")
+        if self.node is not None:
+            await self.node.close()
+        await self.host.stop()
+        await self.metrics.stop()
+        if self._http is not None:
+            await self._http.cleanup()
+
+
+def _id(account: bytes) -> EnumValue:
+    return EnumValue("Id", account)
