@@ -17,8 +17,8 @@ from integritee.codec.hexutil import from_hex, to_hex
 from integritee.crypto.keys import DEV_NAMES, Keypair, dev_keypair
 from integritee.storage.overlay import Overlay
 
-from .runtime.context import BlockContext
 from .runtime.construct import metadata_bytes
+from .runtime.context import BlockContext
 from .runtime.executive import ChainParams
 from .runtime.pallets import balances as balances_mod
 from .runtime.pallets import consensus, sudo, system, teerex
