@@ -7,7 +7,6 @@ import pytest
 from integritee.codec.scale import EnumValue, encode_compact
 from integritee.crypto.hashing import blake2_256
 from integritee.crypto.keys import Keypair, dev_keypair
-from integritee.enclave.stf import types as T
 from integritee.enclave.stf.executor import (
     DEV_ROOT,
     CallOutcome,
@@ -18,6 +17,7 @@ from integritee.enclave.stf.executor import (
 from integritee.enclave.stf.runtime import EXISTENTIAL_DEPOSIT, IS_NEW_LOGIC, Keys, Runtime
 from integritee.enclave.stf.state import ShardState
 from integritee.parentchain.primitives import Header
+from integritee.trusted import calls as T
 
 U = 10**12
 MRENCLAVE = bytes(range(32))

@@ -6,7 +6,6 @@ import pytest
 
 from integritee.codec.scale import EnumValue, u128
 from integritee.crypto.keys import Keypair, dev_keypair
-from integritee.enclave.stf import types as T
 from integritee.enclave.stf.executor import Stf
 from integritee.enclave.stf.getters import (
     BucketRange,
@@ -19,6 +18,7 @@ from integritee.enclave.stf.getters import (
 from integritee.enclave.stf.runtime import IS_NEW_LOGIC
 from integritee.enclave.stf.state import ShardState
 from integritee.parentchain.primitives import AccountInfoCodec, Header
+from integritee.trusted import calls as T
 
 U = 10**12
 MRENCLAVE = b"\x07" * 32

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from integritee.codec.scale import EnumValue, ScaleDecodeError
 from integritee.crypto.hashing import blake2_256
 from integritee.crypto.keys import Keypair, dev_keypair
-from integritee.enclave.stf import types as T
+from integritee.trusted import calls as T
 
 ALICE = dev_keypair("Alice")
 BOB = dev_keypair("Bob")

@@ -26,6 +26,7 @@ TRUSTED_PACKAGES = (
     "rpc",
     "attestation",
     "parentchain",
+    "trusted",
 )
 
 

@@ -19,14 +19,14 @@ from integritee.crypto.hashing import blake2_256
 from integritee.crypto.keys import Keypair
 from integritee.crypto.shielding import ShieldingError, ShieldingKey
 from integritee.storage.kv import KVStore, WriteBatch
+from integritee.trusted.calls import (
+    balance_shield,
+    balance_shield_through_enclave_bridge_pallet,
+)
 
 from .light_client import VerifiedBlock
 from .stf import ShardState, Stf, TrustedCallSigned
 from .stf.executor import ParentchainCall
-from .stf.types import (
-    balance_shield,
-    balance_shield_through_enclave_bridge_pallet,
-)
 
 log = logging.getLogger("integritee.enclave.shard")
 

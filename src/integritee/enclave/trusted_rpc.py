@@ -1,8 +1,7 @@
 """The enclave's direct-invocation JSON-RPC (trusted WSS, port 2000): the original's methods and encodings.
 
-Most results are hex(SCALE(RpcReturnValue { value, do_watch, status })) with
-DirectRequestStatus Ok 0 | TrustedOperationStatus(..) 1 | Error 2; on Error, `value` is
-SCALE(String message). Bad input never raises out of a handler: it becomes an Error return value,
+Results are hex(SCALE(RpcReturnValue)) as `integritee.trusted.rpc` declares them. Bad input
+never raises out of a handler: it becomes an Error return value,
 as the original does.
 """
 
@@ -13,22 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import base58
 
-from integritee.codec.hexutil import from_hex, to_hex
-from integritee.codec.scale import (
-    H256,
-    AccountId32,
-    Bytes,
-    Enum,
-    EnumValue,
-    Option,
-    ScaleDecodeError,
-    Struct,
-    Tuple,
-    boolean,
-    text,
-    variant,
-)
+from integritee.codec.scale import H256, Bytes, EnumValue, Option, ScaleDecodeError, text
 from integritee.rpc.server import RpcServer
+from integritee.trusted.rpc import ShardVault, decode_request, error, ok
 
 if TYPE_CHECKING:
     from .app import Enclave
@@ -36,61 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("integritee.enclave.rpc")
 
 VERSION = "0.16.0-python"
-
-TrustedOperationStatus = Enum(
-    "itp_types::TrustedOperationStatus",
-    [
-        variant("Submitted", 0),
-        variant("Future", 1),
-        variant("Ready", 2),
-        variant("Broadcast", 3),
-        variant("InSidechainBlock", 4, (None, H256)),
-        variant("Retracted", 5),
-        variant("FinalityTimeout", 6),
-        variant("Finalized", 7),
-        variant("Usurped", 8),
-        variant("Dropped", 9),
-        variant("Invalid", 10),
-    ],
-)
-DirectRequestStatus = Enum(
-    "itp_types::DirectRequestStatus",
-    [
-        variant("Ok", 0),
-        variant("TrustedOperationStatus", 1, (None, TrustedOperationStatus)),
-        variant("Error", 2),
-    ],
-)
-RpcReturnValue = Struct(
-    "itp_types::RpcReturnValue",
-    [("value", Bytes), ("do_watch", boolean), ("status", DirectRequestStatus)],
-)
-Request = Struct("itp_types::Request", [("shard", H256), ("cyphertext", Bytes)])
-ParentchainId = Enum(
-    "itp_types::parentchain::ParentchainId",
-    [variant("Integritee", 0), variant("TargetA", 1), variant("TargetB", 2)],
-)
-ShardVault = Tuple(AccountId32, ParentchainId)
-
-
-def ok(value: bytes) -> str:
-    return to_hex(
-        RpcReturnValue.encode({"value": value, "do_watch": False, "status": EnumValue("Ok")})
-    )
-
-
-def error(message: str) -> str:
-    return to_hex(
-        RpcReturnValue.encode(
-            {"value": text.encode(message), "do_watch": False, "status": EnumValue("Error")}
-        )
-    )
-
-
-def decode_request(params: Any) -> dict[str, Any]:
-    if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], str):
-        raise ValueError("expected one hex-encoded Request")
-    return Request.decode(from_hex(params[0]))
 
 
 class TrustedRpc:

@@ -178,7 +178,7 @@ def _convert(tp: Any, data: Any, where: str) -> Any:
                 kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ValueError(f"{where}: missing {f.name}")
-        return tp(**kwargs)
+        return typing.cast(Any, tp)(**kwargs)
     if tp is bytes:
         return from_hex(data)
     if tp is bool:

@@ -20,7 +20,7 @@ from integritee.enclave.stf.executor import (
 from integritee.enclave.stf.getters import GetterError, execute_getter
 from integritee.enclave.stf.runtime import DispatchError, Event, Keys, Runtime
 from integritee.enclave.stf.state import ShardState, StateCorruptedError, StateError
-from integritee.enclave.stf.types import (
+from integritee.trusted.calls import (
     Getter,
     TrustedCall,
     TrustedCallSigned,

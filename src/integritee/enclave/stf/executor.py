@@ -55,15 +55,15 @@ from integritee.enclave.stf.runtime import (
     enclave_bridge_shard_status_key,
     sidechain_confirmation_key,
 )
-from integritee.enclave.stf.types import (
+from integritee.parentchain.primitives import AccountInfo, Header, MultiAddress
+from integritee.parentchain.tee_types import UpgradableShardConfig
+from integritee.trusted.calls import (
     PARENTCHAIN_IDS,
     TrustedCall,
     TrustedCallSigned,
     call_sender,
     sign_call,
 )
-from integritee.parentchain.primitives import AccountInfo, Header, MultiAddress
-from integritee.parentchain.tee_types import UpgradableShardConfig
 
 log = logging.getLogger(__name__)
 

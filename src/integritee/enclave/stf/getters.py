@@ -37,15 +37,15 @@ from integritee.codec.scale import (
 )
 from integritee.enclave.stf.executor import STF_TX_FEE_UNIT_DIVIDER, UNIT
 from integritee.enclave.stf.runtime import Runtime, ShardMode, StateStorage
-from integritee.enclave.stf.types import (
+from integritee.parentchain.primitives import AccountInfoCodec
+from integritee.parentchain.tee_types import ShardSignerStatusVec, UpgradableShardConfig
+from integritee.trusted.calls import (
     PARENTCHAIN_IDS,
     Getter,
     ParentchainId,
     SessionProxyCredentialsCodec,
     TrustedGetterSigned,
 )
-from integritee.parentchain.primitives import AccountInfoCodec
-from integritee.parentchain.tee_types import ShardSignerStatusVec, UpgradableShardConfig
 
 ParentchainInfo = Struct(
     "ita_stf::getter::ParentchainInfo",

@@ -51,11 +51,6 @@ from integritee.codec.scale import (
     variant,
 )
 from integritee.crypto.hashing import blake2_128_concat, storage_prefix
-from integritee.enclave.stf.types import (
-    PARENTCHAIN_IDS,
-    SessionProxyCredentials,
-    SessionProxyCredentialsCodec,
-)
 from integritee.parentchain.primitives import (
     AccountData,
     AccountId,
@@ -63,6 +58,11 @@ from integritee.parentchain.primitives import (
     AccountInfoCodec,
 )
 from integritee.parentchain.tee_types import UpgradableShardConfig
+from integritee.trusted.calls import (
+    PARENTCHAIN_IDS,
+    SessionProxyCredentials,
+    SessionProxyCredentialsCodec,
+)
 
 T = TypeVar("T")
 
