@@ -103,8 +103,9 @@ class Shard:
         return None if vault is None else vault[0]
 
     def commit(self, batch: WriteBatch) -> bytes:
+        """Queue the state's changes into `batch` (a batch of the whole enclave DB)."""
         assert self.state is not None
-        return self.state.commit(batch)
+        return self.state.commit(batch.prefixed(self.view.prefix))
 
     # --- indirect invocation
     def process_block(

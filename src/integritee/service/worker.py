@@ -178,10 +178,11 @@ class Validateer:
         finalized, _ = await self.node.finalized_head()
         while self.synced_number < finalized and not self.stop_event.is_set():
             end = min(finalized, self.synced_number + SYNC_BATCH)
+            catching_up = end - self.synced_number > 1
             blocks = await fetch_blocks(self.node.client, self.synced_number + 1, end)
             await self._import(blocks)
-            if end - self.synced_number > 0:
-                log.info("parentchain sync: #%d of #%d", end, finalized)
+            if catching_up:
+                log.info("parentchain sync: #%d of #%d", self.synced_number, finalized)
             finalized, _ = await self.node.finalized_head()
 
     async def _import(self, blocks: list[Any]) -> None:
