@@ -110,3 +110,126 @@ class NodeProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+@dataclass
+class ValidateerProcess:
+    """`integritee-service ... run --dev` against a node, on free ports, with its own data dir."""
+
+    work_dir: Path
+    node_port: int
+    attestation: str = "skip"
+    sync_batch: int = 500
+    trusted_port: int = field(default_factory=free_port)
+    untrusted_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    mu_ra_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.work_dir / "data"
+
+    @property
+    def sealing_key(self) -> Path:
+        return self.work_dir / "sealing_key"  # outside the data dir, as the service requires
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "service.log"
+
+    @property
+    def trusted_url(self) -> str:
+        return f"wss://127.0.0.1:{self.trusted_port}"
+
+    def command(self, *subcommand: str) -> list[str]:
+        return [
+            str(BIN / "integritee-service"),
+            "-p",
+            str(self.node_port),
+            "-d",
+            str(self.data_dir),
+            "--sealing-key",
+            str(self.sealing_key),
+            "-P",
+            str(self.trusted_port),
+            "-w",
+            str(self.untrusted_port),
+            "-h",
+            str(self.http_port),
+            "-r",
+            str(self.mu_ra_port),
+            *subcommand,
+        ]
+
+    def start(self, wait: bool = True, timeout: float = 90) -> ValidateerProcess:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        flags = [
+            "run",
+            "--dev",
+            "--attestation",
+            self.attestation,
+            "--parentchain-sync-batch",
+            str(self.sync_batch),
+        ]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process for its lifetime
+        self.proc = subprocess.Popen(
+            self.command(*flags),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        if wait:
+            self.wait_initialized(timeout)
+        return self
+
+    def is_initialized(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}/is_initialized", timeout=2
+            ) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def wait_initialized(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.is_initialized():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"validateer exited with {self.proc.returncode}:\n{self.log()[-4000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"validateer not initialised:\n{self.log()[-4000:]}")
+            time.sleep(0.2)
+
+    def wait_for_log(self, text: str, timeout: float = 60, after: int = 0) -> None:
+        """Wait until `text` is logged (at or after character `after` of the log)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log()[after:]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not logged:\n{self.log()[-4000:]}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """kill -9 the service; its enclave process notices and stops within a second."""
+        self.stop(signal.SIGKILL)
+
+    def enclave_running(self) -> bool:
+        found = subprocess.run(
+            ["pgrep", "-f", f"integritee.enclave --data-dir {self.data_dir}"], capture_output=True
+        )
+        return found.returncode == 0

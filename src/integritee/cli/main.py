@@ -32,6 +32,7 @@ log = logging.getLogger("integritee.cli")
 COMMAND_MODULES: tuple[str, ...] = (
     "integritee.cli.base_commands",
     "integritee.cli.tee_commands",
+    "integritee.cli.trusted_commands",
 )
 LOG_LEVELS = ("error", "warning", "info", "debug")
 EXIT_INTERRUPTED = 130

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -37,13 +39,27 @@ async def serve(data_dir: Path, ecall_socket: str, sealing_key: str | None) -> i
     enclave.register_ecalls(server)
     server.add_method(Ecall.SHUTDOWN, lambda params: stop.set() or True)
     await server.start_unix(ecall_socket)
+    watcher = asyncio.create_task(_exit_with_parent(stop))
     try:
         await stop.wait()
     finally:
         log.info("enclave shutting down")
+        watcher.cancel()
         await server.stop()
         await enclave.close()
+        with contextlib.suppress(OSError):
+            os.unlink(ecall_socket)
     return 0
+
+
+async def _exit_with_parent(stop: asyncio.Event) -> None:
+    """Stop when the service that launched us is gone (e.g. killed with -9): no orphan enclaves."""
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(0.5)
+        if os.getppid() != parent:
+            log.warning("the service process is gone; stopping")
+            stop.set()
 
 
 def main() -> int:

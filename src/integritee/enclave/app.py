@@ -77,8 +77,9 @@ class Enclave:
         self.trusted_server: RpcServer | None = None
         self.trusted_rpc: TrustedRpc | None = None
         self.tx = ParentchainTxBuilder(self.keys.signing, self._call_codec)
-        self.db = KVStore.open(data_dir / "enclave_db")
-        self.light_client: LightClient | None = self._load_light_client()
+        self._db: KVStore | None = None
+        self._light_client_loaded = False
+        self._light_client: LightClient | None = None
         self.stf: Stf | None = None
         self.shard_runtime: Shard | None = None
         self.registered = False
@@ -96,6 +97,25 @@ class Enclave:
                 NOT_READY, "the light client is not initialised: no verified parentchain metadata"
             )
         return self.light_client.metadata.call_codec
+
+    @property
+    def db(self) -> KVStore:
+        """The enclave DB, opened on first use (identity queries must not lock it)."""
+        if self._db is None:
+            self._db = KVStore.open(self.data_dir / "enclave_db")
+        return self._db
+
+    @property
+    def light_client(self) -> LightClient | None:
+        if not self._light_client_loaded:
+            self._light_client = self._load_light_client()
+            self._light_client_loaded = True
+        return self._light_client
+
+    @light_client.setter
+    def light_client(self, value: LightClient | None) -> None:
+        self._light_client = value
+        self._light_client_loaded = True
 
     def _load_light_client(self) -> LightClient | None:
         blob = self.db.get(LIGHT_CLIENT_KEY)
@@ -260,6 +280,7 @@ class Enclave:
             if not verified:
                 raise RpcError(-32011, f"parentchain block rejected: {e}") from None
         shard = self._shard()
+        self.tx.observe_nonce(request.enclave_nonce)
         extrinsics: list[bytes] = []
         for block in verified:
             if not shard.initialized:
@@ -303,6 +324,7 @@ class Enclave:
     async def init_shard(self, request: ShardInit) -> ShardRole:
         """Decide this enclave's role from EnclaveBridge.ShardStatus (checked with the proof)."""
         lc = self._require_light_client()
+        self.tx.observe_nonce(request.enclave_nonce)
         meta = lc.metadata
         entry = meta.storage("EnclaveBridge", "ShardStatus")
         key = entry.key(self.shard)
@@ -387,7 +409,8 @@ class Enclave:
     async def close(self) -> None:
         if self.trusted_server is not None:
             await self.trusted_server.stop()
-        self.db.close()
+        if self._db is not None:
+            self._db.close()
 
 
 def _b58(data: bytes) -> str:

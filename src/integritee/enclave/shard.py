@@ -129,7 +129,8 @@ class Shard:
                 self._shield_through_bridge(args, shielding, enclave, effects, block.number)
         if vault is not None:
             for _index, fields in block.events_of("Balances", "Transfer"):
-                if bytes(fields["to"]) == vault:
+                # deposits into the vault; the enclave's own funding of the vault is not a deposit
+                if bytes(fields["to"]) == vault and bytes(fields["from"]) != enclave.public_key:
                     call = balance_shield(
                         enclave.public_key, bytes(fields["from"]), fields["amount"], PARENTCHAIN
                     )

@@ -255,7 +255,11 @@ class Node:
             self._on_finalized(block.header, block_hash)
 
     def _on_finalized(self, header: Header, block_hash: bytes) -> None:
-        for h in [h for h in self._awaiting_finality if self._is_final(h)]:
+        # A transaction's "finalized" status follows its "inBlock" by at least one finality event:
+        # clients (polkadot.js) fetch the inBlock block's events first and drop an update that
+        # overtakes that fetch. The chain's own finality (heads, subscriptions) is not delayed.
+        pending = [h for h in self._awaiting_finality if h != block_hash and self._is_final(h)]
+        for h in pending:
             for _xt_hash, ws in self._awaiting_finality.pop(h):
                 for w in ws:
                     _safe(w, {"finalized": "0x" + h.hex()})

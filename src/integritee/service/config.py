@@ -32,6 +32,7 @@ class ServiceConfig:
     shard: bytes | None = None
     dev: bool = False
     attestation: str = "skip"
+    sync_batch: int = 500
 
     @classmethod
     def from_options(cls, o: dict[str, Any]) -> ServiceConfig:

@@ -128,9 +128,17 @@ def shielding_key(config: ServiceConfig) -> None:
 @click.option(
     "--attestation", type=click.Choice(["skip", "sim-dcap", "gramine-dcap"]), default=None
 )
+@click.option(
+    "--parentchain-sync-batch", type=click.IntRange(1, 1000), default=500, show_default=True
+)
 @click.pass_obj
 def run(
-    config: ServiceConfig, shard: str | None, dev: bool, skip_ra: bool, attestation: str | None
+    config: ServiceConfig,
+    shard: str | None,
+    dev: bool,
+    skip_ra: bool,
+    attestation: str | None,
+    parentchain_sync_batch: int,
 ) -> None:
     """Start the validateer: enclave, registration, parentchain sync, servers."""
     from .worker import Validateer
@@ -144,6 +152,7 @@ def run(
             raise click.BadParameter("a shard is 32 bytes", param_hint="SHARD")
         config.shard = raw
     config.dev = dev
+    config.sync_batch = parentchain_sync_batch
     config.attestation = attestation or (
         "skip" if skip_ra else ("sim-dcap" if dev else "gramine-dcap")
     )

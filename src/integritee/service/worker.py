@@ -23,6 +23,7 @@ from integritee.codec.hexutil import from_hex, to_hex
 from integritee.codec.scale import EnumValue
 from integritee.crypto.hashing import blake2_128_concat, storage_prefix
 from integritee.crypto.keys import Keypair
+from integritee.rpc.errors import RpcError
 from integritee.teeio.messages import (
     Ecall,
     EnclaveInfo,
@@ -45,7 +46,6 @@ from .parentchain_fetch import fetch_blocks, fetch_genesis_init
 
 log = logging.getLogger("integritee.service")
 
-SYNC_BATCH = 500
 DEV_FUNDING = 1_000 * 10**12  # 1000 TEER: registration fees plus the shard vault's proxy deposit
 
 
@@ -177,7 +177,7 @@ class Validateer:
         assert self.node is not None
         finalized, _ = await self.node.finalized_head()
         while self.synced_number < finalized and not self.stop_event.is_set():
-            end = min(finalized, self.synced_number + SYNC_BATCH)
+            end = min(finalized, self.synced_number + self.config.sync_batch)
             catching_up = end - self.synced_number > 1
             blocks = await fetch_blocks(self.node.client, self.synced_number + 1, end)
             await self._import(blocks)
@@ -187,7 +187,12 @@ class Validateer:
 
     async def _import(self, blocks: list[Any]) -> None:
         assert self.node is not None
-        request = SyncRequest(chain=self.node.chain, blocks=[b.to_json() for b in blocks])  # type: ignore[arg-type]
+        assert self.info is not None
+        request = SyncRequest(
+            chain=self.node.chain,  # type: ignore[arg-type]
+            blocks=[b.to_json() for b in blocks],
+            enclave_nonce=await self.node.next_nonce(self.info.signing_public_key),
+        )
         result = await self.host.ecall(Ecall.SYNC_PARENTCHAIN, request, SyncResult)
         self.synced_number = result.last_number
         self.metrics.parentchain_block.set(result.last_number)
@@ -198,7 +203,7 @@ class Validateer:
         for xt in extrinsics:
             try:
                 await self.node.submit(xt, wait="inBlock")
-            except SubmissionError as e:
+            except (SubmissionError, RpcError) as e:
                 log.warning("enclave extrinsic not applied: %s", e)
 
     async def _init_shard(self) -> None:

@@ -94,6 +94,7 @@ class LightClientStatus:
 class SyncRequest:
     chain: ChainInfo
     blocks: list[dict[str, Any]]  # ParentchainBlockInput JSON, as the light client defines it
+    enclave_nonce: int = 0  # the enclave account's next nonce as the node reports it
 
 
 @dataclass
@@ -110,6 +111,7 @@ class ShardInit:
     block_hash: bytes
     proof: list[bytes]
     chain: ChainInfo
+    enclave_nonce: int = 0
 
 
 @dataclass
