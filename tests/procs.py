@@ -43,6 +43,22 @@ class NodeProcess:
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    p2p_port: int = field(default_factory=free_port)
+    dev: bool = True  # False: give --chain (and --alice/--bob...) in `extra`
+    # The p2p identity (ed25519 secret seed, hex), fixed for the life of this object so that a
+    # restarted node keeps its peer id.
+    node_key: str = field(default_factory=lambda: os.urandom(32).hex())
+
+    @property
+    def peer_public_key(self) -> str:
+        from nacl.signing import SigningKey
+
+        return bytes(SigningKey(bytes.fromhex(self.node_key)).verify_key).hex()
+
+    @property
+    def p2p_address(self) -> str:
+        """This node as a boot node address (the simple form: hex public key as the peer id)."""
+        return f"/ip4/127.0.0.1/tcp/{self.p2p_port}/p2p/{self.peer_public_key}"
 
     @property
     def http_url(self) -> str:
@@ -56,13 +72,17 @@ class NodeProcess:
         self.log_path = self.base_path / "node.log"
         cmd = [
             str(BIN / "integritee-node"),
-            "--dev",
+            *(["--dev"] if self.dev else []),
             "--base-path",
             str(self.base_path),
             "--rpc-port",
             str(self.rpc_port),
             "--prometheus-port",
             str(self.prometheus_port),
+            "--port",
+            str(self.p2p_port),
+            "--node-key",
+            self.node_key,
             "--block-time-ms",
             str(self.block_time_ms),
             *self.extra,

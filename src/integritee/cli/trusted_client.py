@@ -105,6 +105,18 @@ def decode_return_value(method: str, result: Any) -> bytes:
     return value
 
 
+def parse_version(result: Any) -> str:
+    """The result of `system_version`: the original sends an RpcReturnValue holding raw UTF-8
+    (not a SCALE string); a bare string is accepted too."""
+    if isinstance(result, str) and result.startswith("0x"):
+        with contextlib.suppress(CliError):
+            value = decode_return_value("system_version", result)
+            return value.decode("utf-8", errors="replace")
+    if isinstance(result, str):
+        return result
+    raise CliError(f"system_version: unexpected result {result!r:.100}")
+
+
 def _decode(method: str, codec: Any, value: bytes) -> Any:
     try:
         return codec.decode(value)
@@ -220,16 +232,7 @@ class TrustedClient:
             raise CliError(f"{method}: the worker sent an unusable shielding key: {e}") from None
 
     def version(self) -> str:
-        """`system_version`: the original wraps it in an RpcReturnValue holding raw UTF-8; a bare
-        string is accepted too."""
-        result = self.request("system_version")
-        if isinstance(result, str) and result.startswith("0x"):
-            with contextlib.suppress(CliError):
-                value = decode_return_value("system_version", result)
-                return value.decode("utf-8", errors="replace")
-        if isinstance(result, str):
-            return result
-        raise CliError(f"system_version: unexpected result {result!r:.100}")
+        return parse_version(self.request("system_version"))
 
     def execute_getter(self, shard: bytes, getter: EnumValue) -> bytes | None:
         """`state_executeGetter`: the SCALE-encoded answer, or None when the value is absent."""

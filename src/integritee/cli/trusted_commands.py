@@ -1,7 +1,9 @@
 """The sidechain ("trusted") commands of integritee-cli, and `shield-funds`.
 
 `shield-funds FROM TO AMOUNT SHARD` (a parentchain command): encrypt TO's 32-byte account id with
-the enclave's shielding key and send `EnclaveBridge.shield_funds`, waiting until finalized.
+the enclave's shielding key and send `EnclaveBridge.shield_funds`, waiting until finalized. Unlike
+the original it refuses (without `--force`) when the worker's shard has a vault: such a shard
+does not credit enclave-bridge shielding, and the funds would be stranded in the bonding account.
 
 `trusted [-m MRENCLAVE] [-s SHARD] [-a XT_SIGNER] [-d] COMMAND`, as the original:
 - without `-m` the MRENCLAVE is fetched from the worker (`author_getFingerprint`); the shard
@@ -37,6 +39,7 @@ from integritee.cli.keystore import ED25519_KEY_TYPE, SR25519_KEY_TYPE, LocalKey
 from integritee.cli.trusted_client import (
     ProcessedBlock,
     TrustedClient,
+    WorkerError,
     b58_hash,
     encrypt_operation,
     invoke_request,
@@ -167,18 +170,43 @@ def send_trusted_call(args: TrustedArgs, call: EnumValue, signer: Keypair, nonce
 # shield-funds (parentchain command)
 
 
+def _refuse_shard_with_vault(worker: TrustedClient, shard: bytes) -> None:
+    """A shard with a vault does not credit `EnclaveBridge.shield_funds` (the STF refuses it with
+    EnclaveBridgeShieldingDisabledIfVaultAssigned) while the funds stay in the bonding account:
+    refuse to send rather than strand them."""
+    if worker.shard() != shard:
+        return
+    try:
+        vault, _parentchain = worker.shard_vault()
+    except WorkerError:  # no vault: shielding through the enclave bridge is how it is done
+        return
+    raise CliError(
+        f"shard {to_b58(shard)} has a shard vault ({ss58(vault)}): its enclave does not credit "
+        "EnclaveBridge.shield_funds, the funds would be stranded; shield with a parentchain "
+        "transfer to the vault instead (or pass --force)"
+    )
+
+
 @click.command("shield-funds")
 @click.argument("sender", metavar="FROM")
 @click.argument("to")
 @click.argument("amount", type=BALANCE)
 @click.argument("shard", callback=_b58_option("shard"))
+@click.option(
+    "--force", is_flag=True,
+    help="Send even if the worker's shard has a vault (the enclave will not credit it).",
+)  # fmt: skip
 @pass_config
-def shield_funds(config: CliConfig, sender: str, to: str, amount: int, shard: bytes) -> None:
+def shield_funds(
+    config: CliConfig, sender: str, to: str, amount: int, shard: bytes, force: bool
+) -> None:
     """Shield AMOUNT from FROM's parentchain account to the incognito account TO on SHARD."""
     signer = resolve_signer(sender, LocalKeystore.open(KEYSTORE_PATH))
     to_id = resolve_account_id(to)
     with TrustedClient(config.worker_endpoint) as worker:
         encrypted = worker.shielding_key().encrypt(to_id)
+        if not force:
+            _refuse_shard_with_vault(worker, shard)
     with ChainClient.connect(config.node_endpoint) as chain:
         call = chain.compose_call(
             "EnclaveBridge",

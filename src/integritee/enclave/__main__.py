@@ -24,10 +24,12 @@ from .app import Enclave
 log = logging.getLogger("integritee.enclave")
 
 
-async def serve(data_dir: Path, ecall_socket: str, sealing_key: str | None) -> int:
+async def serve(
+    data_dir: Path, ecall_socket: str, ocall_socket: str | None, sealing_key: str | None
+) -> int:
     try:
         sealing = detect_sealing_provider(sealing_key, data_dir=data_dir)
-        enclave = Enclave(data_dir, sealing)
+        enclave = Enclave(data_dir, sealing, ocall_socket)
     except SealingError as e:
         log.error("cannot open the enclave's sealed keys: %s", e)
         return 2
@@ -66,6 +68,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m integritee.enclave", description=__doc__)
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--ecall-socket", required=True)
+    parser.add_argument("--ocall-socket", default=None, help="the service's ocall socket")
     parser.add_argument(
         "--sealing-key", default=None, help="simulation sealing key file (outside the data dir)"
     )
@@ -77,7 +80,7 @@ def main() -> int:
         stream=sys.stderr,
     )
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(serve(args.data_dir, args.ecall_socket, args.sealing_key))
+    return asyncio.run(serve(args.data_dir, args.ecall_socket, args.ocall_socket, args.sealing_key))
 
 
 if __name__ == "__main__":

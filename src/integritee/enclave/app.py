@@ -7,7 +7,10 @@ process only. The service reaches it through the ecall socket with the typed mes
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,9 @@ from typing import Any
 from integritee.attestation import SimDcapProvider, SkipProvider
 from integritee.attestation.providers import GramineDcapProvider
 from integritee.codec.scale import EnumValue
+from integritee.crypto.keys import Keypair
 from integritee.crypto.sealing import SealingError, SealingKeyProvider, seal, unseal
+from integritee.rpc.client import RpcClient
 from integritee.rpc.errors import RpcError
 from integritee.rpc.server import RpcServer
 from integritee.storage.kv import KVStore
@@ -28,33 +33,38 @@ from integritee.teeio.messages import (
     InitRequest,
     LightClientInit,
     LightClientStatus,
+    Ocall,
     RegistrationRequest,
     ShardInit,
     ShardRole,
+    SidechainBlocks,
+    SidechainStart,
     SyncRequest,
     SyncResult,
     from_json,
     to_json,
 )
+from integritee.trusted.sidechain import SignedBlockCodec
 
 from .keys import EnclaveKeys
 from .light_client import SEAL_LABEL, LightClient, LightClientError, ParentchainBlockInput
 from .measurement import mrenclave
 from .parentchain_tx import ParentchainTxBuilder
 from .shard import Shard, merkle_root
+from .sidechain import PROPOSAL_SHARE, Sidechain
 from .stf import Stf
 from .stf.executor import UnshieldFromVault
 from .stf.getters import GetterError, execute_getter
 from .tls import server_context
+from .top_pool import TopPool
 from .trusted_rpc import TrustedRpc
 
 log = logging.getLogger("integritee.enclave")
 
 NOT_READY = -32010
 LIGHT_CLIENT_KEY = b"light_client"
-VAULT_FUNDING = (
-    30 * 10**12
-)  # covers the proxy deposit (~20.04 TEER), the existential deposit and fees
+# covers the vault's proxy deposit (~20.04 TEER), the existential deposit and fees
+VAULT_FUNDING = 30 * 10**12
 
 
 @dataclass
@@ -65,9 +75,16 @@ class Urls:
 
 
 class Enclave:
-    def __init__(self, data_dir: Path, sealing: SealingKeyProvider) -> None:
+    def __init__(
+        self, data_dir: Path, sealing: SealingKeyProvider, ocall_socket: str | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.sealing = sealing
+        self.ocall_socket = ocall_socket
+        self._ocall_client: RpcClient | None = None
+        self.pool = TopPool()
+        self.sidechain: Sidechain | None = None
+        self._slot_task: asyncio.Task[None] | None = None
         self.sealed_dir = data_dir / "sealed"
         self.keys = EnclaveKeys.load_or_create(self.sealed_dir, sealing)
         self.mrenclave = mrenclave()
@@ -84,6 +101,7 @@ class Enclave:
         self.shard_runtime: Shard | None = None
         self.registered = False
         self.role: str | None = None
+        self._chain: ChainInfo | None = None
         log.info(
             "enclave up: MRENCLAVE %s, account 0x%s",
             _b58(self.mrenclave),
@@ -161,6 +179,7 @@ class Enclave:
         server.add_method(Ecall.INIT_LIGHT_CLIENT, typed(LightClientInit, self.init_light_client))
         server.add_method(Ecall.SYNC_PARENTCHAIN, typed(SyncRequest, self.sync_parentchain))
         server.add_method(Ecall.INIT_SHARD, typed(ShardInit, self.init_shard))
+        server.add_method(Ecall.START_SIDECHAIN, typed(SidechainStart, self.start_sidechain))
         server.add_method(Ecall.STATUS, lambda params: to_json(self.status()))
 
     # --- ecalls
@@ -268,6 +287,7 @@ class Enclave:
         The light-client state and the shard state are written in one batch: a crash loses at
         most this batch, never applies it twice."""
         lc = self._require_light_client()
+        self._chain = request.chain
         try:
             blocks = [ParentchainBlockInput.from_json(b) for b in request.blocks]
         except LightClientError as e:
@@ -289,7 +309,7 @@ class Enclave:
             birth = (block.number, block.hash)
             for pcall in effects.parentchain_calls:
                 extrinsics.append(self._payout(pcall, request.chain, birth))
-            if effects.executed:
+            if effects.executed or effects.relevant:
                 call = self.tx.call(
                     "EnclaveBridge",
                     "confirm_processed_parentchain_block",
@@ -342,32 +362,20 @@ class Enclave:
             self.role = "primary" if not signers or signers[0] == me else "joiner"
         elif not signers or signers[0] == me:
             header = lc.last_header
-            vault = shard.create(self.keys.signing, header, lc.genesis_hash)
+            with_vault = self.init_request.shard_vault if self.init_request else True
+            vault = shard.create(self.keys.signing, header, lc.genesis_hash, with_vault)
             with self.db.batch() as batch:
                 shard.commit(batch)
             self.role = "primary"
             birth = (lc.last_number, lc.last_hash)
-            fund = self.tx.call(
-                "Balances",
-                "transfer_keep_alive",
-                dest=EnumValue("Id", vault.public_key),
-                value=VAULT_FUNDING,
-            )
-            extrinsics.append(self.tx.sign(fund, request.chain, era_birth=birth))
-            add_proxy = self.tx.call(
-                "Proxy",
-                "add_proxy",
-                delegate=EnumValue("Id", me),
-                proxy_type=EnumValue("Any"),
-                delay=0,
-            )
-            extrinsics.append(
-                self.tx.sign(add_proxy, request.chain, signer=vault, nonce=0, era_birth=birth)
-            )
+            if vault is not None:
+                extrinsics += self._vault_extrinsics(vault, request.chain, birth)
             log.info(
-                "primary of new shard, created at parentchain #%d; vault 0x%s",
+                "primary of new shard, created at parentchain #%d; %s",
                 lc.last_number,
-                vault.public_key.hex(),
+                f"vault 0x{vault.public_key.hex()}"
+                if vault
+                else "no vault (shielding through EnclaveBridge)",
             )
         else:
             raise RpcError(
@@ -381,6 +389,33 @@ class Enclave:
             vault=shard.vault(),
             extrinsics=extrinsics,
         )
+
+    # --- direct invocation
+    def submit_operation(self, top_hash: bytes, tcs: Any, size: int, watcher: Any) -> str:
+        runtime = self._shard()
+        if runtime.state is None or self.stf is None:
+            raise ValueError("the shard is not initialised yet")
+        nonce = self.stf.account_nonce(runtime.state, tcs.sender)
+        return self.pool.submit(top_hash, tcs, size, nonce, watcher)
+
+    def _vault_extrinsics(
+        self, vault: Keypair, chain: ChainInfo, birth: tuple[int, bytes]
+    ) -> list[bytes]:
+        """Fund the new vault and make this enclave its proxy (payouts: Proxy.proxy(vault, ..))."""
+        me = self.keys.signing.public_key
+        fund = self.tx.call(
+            "Balances",
+            "transfer_keep_alive",
+            dest=EnumValue("Id", vault.public_key),
+            value=VAULT_FUNDING,
+        )
+        add_proxy = self.tx.call(
+            "Proxy", "add_proxy", delegate=EnumValue("Id", me), proxy_type=EnumValue("Any"), delay=0
+        )
+        return [
+            self.tx.sign(fund, chain, era_birth=birth),
+            self.tx.sign(add_proxy, chain, signer=vault, nonce=0, era_birth=birth),
+        ]
 
     # --- reads for the trusted RPC
     def shard_vault(self) -> bytes | None:
@@ -406,7 +441,127 @@ class Enclave:
             shard=self.shard,
         )
 
+    # --- ocalls
+    async def ocall(self, method: str, message: Any) -> Any:
+        if self.ocall_socket is None:
+            raise RuntimeError("no ocall socket: the enclave runs without a service")
+        if self._ocall_client is None or self._ocall_client.closed:
+            self._ocall_client = await RpcClient.connect("unix://" + self.ocall_socket, timeout=10)
+        return await self._ocall_client.request(method, [to_json(message)], timeout=120)
+
+    # --- sidechain
+    async def start_sidechain(self, request: SidechainStart) -> EnclaveStatus:
+        shard = self._shard()
+        if shard.state is None:
+            raise RpcError(NOT_READY, "the shard is not initialised")
+        if self.sidechain is None:
+            self.sidechain = Sidechain(
+                shard,
+                self.db,
+                self.keys.signing,
+                self.keys.state_key,
+                request.slot_duration_ms,
+                self._known_l1_block,
+            )
+            self._slot_task = asyncio.create_task(self._slot_loop(), name="sidechain-slots")
+            log.info(
+                "sidechain started at #%d, slot %d ms",
+                self.sidechain.number,
+                request.slot_duration_ms,
+            )
+        return self.status()
+
+    def _known_l1_block(self, block_hash: bytes) -> bool:
+        lc = self.light_client
+        return lc is not None and lc.state_root(block_hash) is not None
+
+    async def _slot_loop(self) -> None:
+        assert self.sidechain is not None
+        duration = self.sidechain.slot_duration_ms
+        last_slot = -1
+        while True:
+            now_ms = int(time.time() * 1000)
+            slot = now_ms // duration
+            if slot == last_slot:
+                await asyncio.sleep(((slot + 1) * duration - now_ms) / 1000)
+                continue
+            last_slot = slot
+            if not self.sidechain.is_author(slot):
+                continue
+            remaining = ((slot + 1) * duration - now_ms) / 1000
+            try:
+                await self._produce(slot, time.monotonic() + remaining * PROPOSAL_SHARE)
+            except Exception:
+                log.exception("sidechain block production in slot %d failed", slot)
+
+    async def _produce(self, slot: int, deadline: float) -> None:
+        sidechain, shard, lc = self.sidechain, self.shard_runtime, self.light_client
+        assert (
+            sidechain is not None
+            and shard is not None
+            and shard.state is not None
+            and lc is not None
+        )
+        state, stf = shard.state, self.stf
+        assert stf is not None
+
+        skipped: set[bytes] = set()
+
+        def execute(op: Any) -> Any:
+            if op.sender in skipped:  # an earlier call of this sender did not go in
+                return None
+            outcome = stf.execute(state, self.shard, op.tcs, verify_signature=False)
+            if outcome.rejected:
+                skipped.add(op.sender)
+                if outcome.error_kind != "future_nonce":  # still valid later: no ban
+                    self.pool.remove_invalid(op.hash, outcome.error or "rejected")
+                return None
+            return outcome
+
+        produced = sidechain.propose(slot, lc.last_hash, self.pool.ready(), execute, deadline)
+        info = sidechain.import_block(produced.block)
+        sidechain.commit(produced.block, info)
+        self.pool.on_executed(
+            produced.executed, produced.hash, lambda who: stf.account_nonce(state, who)
+        )
+        log.debug(
+            "produced sidechain block #%d with %d operation(s)", info.number, len(produced.executed)
+        )
+        if len(produced.executed):
+            log.info(
+                "sidechain block #%d 0x%s: %d operation(s)",
+                info.number,
+                produced.hash.hex()[:16],
+                len(produced.executed),
+            )
+        await self.ocall(
+            Ocall.STORE_SIDECHAIN_BLOCKS, SidechainBlocks([SignedBlockCodec.encode(produced.block)])
+        )
+        chain = self._chain
+        if produced.parentchain_calls and chain is not None:
+            birth = (lc.last_number, lc.last_hash)
+            extrinsics = [self._payout(c, chain, birth) for c in produced.parentchain_calls]
+            await self.ocall(Ocall.SEND_EXTRINSICS, Extrinsics(extrinsics))
+
+    def import_sidechain_blocks(self, blocks: list[dict[str, Any]]) -> None:
+        """Blocks from peers (sidechain_importBlock): verified and applied in order."""
+        if self.sidechain is None:
+            raise ValueError("the sidechain is not running")
+        stf, state = self.stf, self.shard_runtime.state if self.shard_runtime else None
+        for block in blocks:
+            info = self.sidechain.import_block(block)
+            self.sidechain.commit(block, info)
+            if stf is not None and state is not None:
+                tops = [bytes(h) for h in block["block"]["block_data"]["signed_top_hashes"]]
+                self.pool.on_executed(tops, info.hash, lambda who: stf.account_nonce(state, who))
+
     async def close(self) -> None:
+        if self._slot_task is not None:
+            self._slot_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._slot_task
+        if self._ocall_client is not None:
+            await self._ocall_client.close()
         if self.trusted_server is not None:
             await self.trusted_server.stop()
         if self._db is not None:

@@ -58,6 +58,9 @@ def vault_keypair(state_key: bytes, shard: bytes) -> Keypair:
 class BlockEffects:
     executed: list[bytes] = field(default_factory=list)
     parentchain_calls: list[ParentchainCall] = field(default_factory=list)
+    # the block carried something for this shard (executed or not): it gets confirmed, so a
+    # client waiting for ProcessedParentchainBlock learns the outcome instead of timing out
+    relevant: bool = False
 
 
 class Shard:
@@ -80,14 +83,17 @@ class Shard:
     def initialized(self) -> bool:
         return self.state is not None
 
-    def create(self, enclave: Keypair, creation_header: Any, genesis_hash: bytes) -> Keypair:
-        """Initialise a new shard as its primary; returns the vault key."""
+    def create(
+        self, enclave: Keypair, creation_header: Any, genesis_hash: bytes, with_vault: bool
+    ) -> Keypair | None:
+        """Initialise a new shard as its primary; returns the vault key when it has one."""
         state = ShardState(self.state_key)
         self.stf.init_state(state, enclave.public_key)
         self.stf.init_parentchain_genesis_hash(state, PARENTCHAIN, genesis_hash)
         self.stf.set_creation_block(state, PARENTCHAIN, creation_header)
-        vault = vault_keypair(self.state_key, self.shard)
-        self.stf.init_shard_vault(state, PARENTCHAIN, vault.public_key)
+        vault = vault_keypair(self.state_key, self.shard) if with_vault else None
+        if vault is not None:
+            self.stf.init_shard_vault(state, PARENTCHAIN, vault.public_key)
         self.state = state
         return vault
 
@@ -124,13 +130,16 @@ class Shard:
             if pallet != "EnclaveBridge":
                 continue
             if name == "invoke" and bytes(args["request"]["shard"]) == self.shard:
+                effects.relevant = True
                 self._invoke(bytes(args["request"]["cyphertext"]), shielding, effects, block.number)
             elif name == "shield_funds" and bytes(args["shard"]) == self.shard:
+                effects.relevant = True
                 self._shield_through_bridge(args, shielding, enclave, effects, block.number)
         if vault is not None:
             for _index, fields in block.events_of("Balances", "Transfer"):
                 # deposits into the vault; the enclave's own funding of the vault is not a deposit
                 if bytes(fields["to"]) == vault and bytes(fields["from"]) != enclave.public_key:
+                    effects.relevant = True
                     call = balance_shield(
                         enclave.public_key, bytes(fields["from"]), fields["amount"], PARENTCHAIN
                     )

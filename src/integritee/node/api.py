@@ -119,19 +119,15 @@ class NodeApi:
         m("system_chain", lambda p: self.node.config.spec.name)
         m("system_chainType", lambda p: self.node.config.spec.chain_type)
         m("system_properties", lambda p: self.node.config.spec.properties)
-        m("system_health", lambda p: {"peers": 0, "isSyncing": False, "shouldHavePeers": False})
-        m("system_peers", lambda p: [])
+        m("system_health", self.health)
+        m("system_peers", lambda p: [] if self.network is None else self.network.peer_infos())
         m("system_nodeRoles", lambda p: ["Authority"] if self.node.config.authority else ["Full"])
-        m("system_localPeerId", lambda p: "")
-        m("system_localListenAddresses", lambda p: [])
+        m("system_localPeerId", lambda p: "" if self.network is None else self.network.peer_id)
         m(
-            "system_syncState",
-            lambda p: {
-                "startingBlock": 0,
-                "currentBlock": self.chain.best_number,
-                "highestBlock": self.chain.best_number,
-            },
+            "system_localListenAddresses",
+            lambda p: [] if self.network is None else self.network.listen_addresses(),
         )
+        m("system_syncState", self.sync_state)
         m("system_accountNextIndex", self.account_next_index, aliases=["account_nextIndex"])
         m("chain_getBlockHash", self.get_block_hash, aliases=["chain_getHead"])
         m("chain_getHeader", self.get_header)
@@ -198,6 +194,30 @@ class NodeApi:
         )
 
     # --- system
+    @property
+    def network(self) -> Any:
+        return self.node.network
+
+    def health(self, params: Any) -> dict[str, Any]:
+        net = self.network
+        if net is None:
+            return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+        return {
+            "peers": len(net.peers),
+            "isSyncing": net.is_major_syncing(),
+            "shouldHavePeers": bool(net.targets)
+            or self.node.config.spec.chain_type != "Development",
+        }
+
+    def sync_state(self, params: Any) -> dict[str, Any]:
+        net = self.network
+        best = self.chain.best_number
+        return {
+            "startingBlock": self.node.starting_block,
+            "currentBlock": best,
+            "highestBlock": best if net is None else net.sync_target(),
+        }
+
     def account_next_index(self, params: Any) -> int:
         account = _param(params, 0, "accountId")
         if not isinstance(account, str):

@@ -11,13 +11,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from integritee.codec.scale import EnumValue
+from integritee.codec.scale import EnumValue, ScaleDecodeError
 from integritee.crypto.keys import Keypair
 from integritee.parentchain.extrinsic import ExtrinsicFormatError, encode_bare
 from integritee.parentchain.primitives import Header
 from integritee.storage.overlay import Overlay
+from integritee.trie import Trie
 
-from .blockchain import Block, Blockchain, extrinsics_root
+from .blockchain import Block, Blockchain, apply_changes, extrinsics_root
 from .consensus import pre_digest, seal_header
 from .runtime import executive
 from .runtime.construct import runtime_call
@@ -112,7 +113,7 @@ def build_block(
         number=parent.number + 1,
         state_root=chain.state_root(),
         extrinsics_root=extrinsics_root(extrinsics),
-        digest=[pre_digest(slot)],
+        digest=[pre_digest(slot), *ctx.digest_logs],
     )
     seal_header(header, author)
     return BuiltBlock(Block(header, extrinsics), undo, included, len(ctx.events))
@@ -131,11 +132,49 @@ def execute_block(
         raise ImportError_("block does not extend the best block")
     if header.number != chain.best_number + 1:
         raise ImportError_("wrong block number")
+    return execute_on(chain, params, block, chain.best_header, chain.head_state)
+
+
+def execute_block_anywhere(
+    chain: Blockchain, params: ChainParams, block: Block
+) -> tuple[Trie, dict[bytes, bytes | None]]:
+    """Execute a block on its parent's state, which need not be the best block.
+
+    Returns the trie holding the block's post-state (the head trie when the block extends the
+    best block) and the undo set. On failure no trie the chain uses is changed.
+    """
+    header = block.header
+    parent = chain.maybe_header(header.parent_hash)
+    if parent is None:
+        raise ImportError_("unknown parent block")
+    if header.number != parent.number + 1:
+        raise ImportError_("wrong block number")
+    if header.parent_hash == chain.best_hash:
+        trie = chain.head_state
+    else:
+        trie = chain.open_state(parent.state_root)
+    return trie, execute_on(chain, params, block, parent, trie)
+
+
+def execute_on(
+    chain: Blockchain, params: ChainParams, block: Block, parent: Header, trie: Trie
+) -> dict[bytes, bytes | None]:
+    """Execute `block` (child of `parent`) on `trie`, which holds the parent's state.
+
+    On success `trie` holds the block's state and the undo set is returned; on failure `trie` is
+    unchanged and ImportError_ says why.
+    """
+    header = block.header
     if extrinsics_root(block.extrinsics) != header.extrinsics_root:
         raise ImportError_("extrinsics root mismatch")
-    ctx = new_context(chain, params, chain.best_header, chain.best_hash)
+    ctx = BlockContext(
+        state=Overlay(trie.get, trie.iter_prefix),
+        number=parent.number + 1,
+        parent_hash=header.parent_hash,
+        chain=params,
+    )
     executive.initialize_block(ctx)
-    lookup = block_hash_lookup(chain)
+    lookup = chain.hash_lookup(header.parent_hash)
     try:
         for i, raw in enumerate(block.extrinsics):
             xt = executive.decode(raw)
@@ -143,10 +182,13 @@ def execute_block(
                 raise ImportError_("first extrinsic must be the timestamp inherent")
             executive.apply_extrinsic(ctx, xt, i, lookup)
         executive.finalize_block(ctx, len(block.extrinsics))
-    except (InvalidTransaction, ExtrinsicFormatError, RuntimeError) as e:
+    except (InvalidTransaction, ExtrinsicFormatError, RuntimeError, ScaleDecodeError) as e:
         raise ImportError_(f"invalid extrinsic in block: {e}") from None
-    undo = chain.apply_state_changes(ctx.state.changes())
-    if chain.state_root() != header.state_root:
-        chain.revert_state(undo)
+    runtime_logs = [d for d in header.digest if d.name not in ("PreRuntime", "Seal")]
+    if runtime_logs != ctx.digest_logs:
+        raise ImportError_("digest mismatch: the header's logs are not the runtime's")
+    undo = apply_changes(trie, ctx.state.changes())
+    if trie.root() != header.state_root:
+        apply_changes(trie, undo)
         raise ImportError_("state root mismatch")
     return undo

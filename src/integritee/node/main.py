@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -21,6 +23,8 @@ from .api import NodeApi
 from .blockchain import ChainError
 from .chain_spec import ChainSpecError, resolve_chain
 from .metrics import NodeMetrics
+from .network.service import Network, NetworkConfig
+from .network.wire import PeerAddress, parse_address
 from .service import Node, NodeConfig
 
 NODE_NAME = "Integritee Node"
@@ -47,6 +51,39 @@ def _authority_uri(dev: bool, validator: bool, key: str | None, named: str | Non
     return None if not validator else "//Alice"
 
 
+def load_node_key(
+    node_key: str | None, key_file: Path | None, base_path: Path, chain_id: str
+) -> Keypair:
+    """The ed25519 network identity: --node-key (hex seed), --node-key-file, or a key file in
+    the base path (created on first start, as Substrate's `network/secret_ed25519`)."""
+    if node_key is not None:
+        try:
+            seed = bytes.fromhex(node_key.removeprefix("0x"))
+        except ValueError:
+            raise click.BadParameter("must be 32 bytes in hex", param_hint="--node-key") from None
+        if len(seed) != 32:
+            raise click.BadParameter("must be 32 bytes in hex", param_hint="--node-key")
+        return Keypair.from_seed(seed, "ed25519")
+    path = key_file or base_path / "chains" / chain_id / "network" / "secret_ed25519"
+    if path.exists():
+        raw = path.read_bytes()
+        text = raw.strip().decode(errors="replace").removeprefix("0x")
+        if len(text) == 64:
+            with contextlib.suppress(ValueError):
+                raw = bytes.fromhex(text)
+        if len(raw) != 32:
+            raise click.ClickException(f"node key file {path}: not a 32-byte ed25519 secret")
+        return Keypair.from_seed(raw, "ed25519")
+    if key_file is not None:
+        raise click.ClickException(f"node key file {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seed = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(seed)
+    return Keypair.from_seed(seed, "ed25519")
+
+
 async def run_node(
     config: NodeConfig,
     rpc_host: str,
@@ -54,8 +91,10 @@ async def run_node(
     prometheus_host: str,
     prometheus_port: int | None,
     max_request_bytes: int,
+    network_config: NetworkConfig | None = None,
 ) -> None:
     node = Node(config)
+    network = Network(node, network_config) if network_config is not None else None
     metrics = NodeMetrics(node)
     # WS frames up to twice the request limit are read so that an oversized request gets a -32007
     # reply (as jsonrpsee does); larger frames close the connection without being buffered.
@@ -76,12 +115,16 @@ async def run_node(
         if prometheus_port is not None:
             mport = await metrics.start(prometheus_host, prometheus_port)
             log.info("Prometheus exporter started at %s:%d", prometheus_host, mport)
+        if network is not None:
+            await network.start()
         await node.start()
         await stop.wait()
         log.info("shutting down")
     finally:
         await server.stop()
         await metrics.stop()
+        if network is not None:
+            await network.stop()
         await node.stop()
 
 
@@ -101,7 +144,30 @@ async def run_node(
     show_default=True,
     help="JSON-RPC port (HTTP and WS); 0 picks a free port.",
 )
-@click.option("--port", type=int, default=30333, show_default=True, help="P2P port.")
+@click.option(
+    "--port", type=int, default=30333, show_default=True, help="P2P port (0: a free one)."
+)
+@click.option(
+    "--listen-addr",
+    default=None,
+    help="P2P listen address as /ip4/HOST/tcp/PORT (default /ip4/127.0.0.1/tcp/<--port>).",
+)
+@click.option(
+    "--bootnodes",
+    multiple=True,
+    help="Peer to connect to: /ip4/HOST/tcp/PORT[/p2p/PEER_ID] or HOST:PORT[/PEER_ID]; repeatable, "
+    "or several separated by spaces.",
+)
+@click.option("--node-key", default=None, help="The node's ed25519 network secret (32 bytes hex).")
+@click.option(
+    "--node-key-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File with the network secret (raw 32 bytes or hex).",
+)
+@click.option(
+    "--no-p2p", is_flag=True, help="Do not open the p2p port (a lone node; blocks only authored)."
+)
 @click.option(
     "--prometheus-port", type=int, default=9615, show_default=True, help="Prometheus /metrics port."
 )
@@ -139,6 +205,11 @@ async def run_node(
 @click.option("--dave", "named", flag_value="Dave")
 @click.option("--eve", "named", flag_value="Eve")
 @click.option("--ferdie", "named", flag_value="Ferdie")
+@click.option(
+    "--force-authoring",
+    is_flag=True,
+    help="Author blocks even without peers (implied by --dev).",
+)
 @click.option("--name", default=None, help="Node name shown in logs.")
 @click.option(
     "-l", "--log-level", default="info", show_default=True, help="error, warning, info, debug."
@@ -152,6 +223,11 @@ def main(
     tmp: bool,
     rpc_port: int,
     port: int,
+    listen_addr: str | None,
+    bootnodes: tuple[str, ...],
+    node_key: str | None,
+    node_key_file: Path | None,
+    no_p2p: bool,
     prometheus_port: int,
     no_prometheus: bool,
     rpc_external: bool,
@@ -161,6 +237,7 @@ def main(
     validator: bool,
     key: str | None,
     named: str | None,
+    force_authoring: bool,
     name: str | None,
     log_level: str,
 ) -> None:
@@ -196,7 +273,21 @@ def main(
         authority=authority,
         finality_key=finality,
         name=name or NODE_NAME,
+        force_authoring=force_authoring or dev or no_p2p,
     )
+    network_config = None
+    if not no_p2p:
+        network_config = _network_config(
+            ctx,
+            dev,
+            spec.id,
+            base_path,
+            port,
+            listen_addr,
+            (*bootnodes, *spec.boot_nodes),
+            node_key,
+            node_key_file,
+        )
     host = "0.0.0.0" if rpc_external else "127.0.0.1"
     mhost = "0.0.0.0" if prometheus_external else "127.0.0.1"
     try:
@@ -208,6 +299,7 @@ def main(
                 mhost,
                 None if no_prometheus else prometheus_port,
                 rpc_max_request_size * 1024 * 1024,
+                network_config,
             )
         )
     except (OSError, KVStoreError, ChainError) as e:
@@ -215,6 +307,42 @@ def main(
     finally:
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _network_config(
+    ctx: click.Context,
+    dev: bool,
+    chain_id: str,
+    base_path: Path,
+    port: int,
+    listen_addr: str | None,
+    bootnodes: tuple[str, ...],
+    node_key: str | None,
+    node_key_file: Path | None,
+) -> NetworkConfig:
+    key = load_node_key(node_key, node_key_file, base_path, chain_id)
+    host = "127.0.0.1"
+    port_given = ctx.get_parameter_source("port") != click.core.ParameterSource.DEFAULT
+    if listen_addr is not None:
+        try:
+            addr = parse_address(listen_addr)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--listen-addr") from None
+        host, port, port_given = addr.host, addr.port, True
+    boot: list[PeerAddress] = []
+    for item in bootnodes:
+        for text in item.split():
+            try:
+                boot.append(parse_address(text))
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--bootnodes") from None
+    return NetworkConfig(
+        node_key=key,
+        listen_host=host,
+        port=port,
+        port_fallback=dev and not port_given,
+        bootnodes=boot,
+    )
 
 
 @main.command("build-spec")

@@ -16,7 +16,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .service import Node
@@ -28,13 +28,52 @@ class _NodeCollector(Collector):
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         height = GaugeMetricFamily(
             "substrate_block_height", "Block height info of the chain", labels=["status"]
         )
+        net = self.node.network
         height.add_metric(["best"], self.node.chain.best_number)
         height.add_metric(["finalized"], self.node.chain.finalized_number)
+        if net is not None:
+            height.add_metric(["sync_target"], net.sync_target())
         yield height
+        if net is not None:
+            yield GaugeMetricFamily(
+                "substrate_sub_libp2p_peers_count",
+                "Number of connected peers",
+                value=len(net.peers),
+            )
+            yield GaugeMetricFamily(
+                "substrate_sub_libp2p_is_major_syncing",
+                "Whether the node is far behind its peers (1) or not (0)",
+                value=1 if net.is_major_syncing() else 0,
+            )
+            yield CounterMetricFamily(
+                "integritee_p2p_peers_banned",
+                "Peers banned for misbehaviour since start",
+                value=net.bans,
+            )
+            yield CounterMetricFamily(
+                "integritee_p2p_blocks_imported",
+                "Blocks received from peers and imported since start",
+                value=net.blocks_from_peers,
+            )
+            yield CounterMetricFamily(
+                "substrate_sub_libp2p_notifications_received",
+                "Messages received from peers since start",
+                value=net.messages_in,
+            )
+            yield CounterMetricFamily(
+                "substrate_sub_libp2p_network_received_bytes",
+                "Bytes received from peers since start",
+                value=net.bytes_in,
+            )
+        yield GaugeMetricFamily(
+            "substrate_finality_grandpa_round",
+            "The current finality voting round",
+            value=self.node.finality.current_round(),
+        )
         yield GaugeMetricFamily(
             "substrate_ready_transactions_number",
             "Number of transactions in the ready queue",

@@ -2,8 +2,14 @@
 
 Everything that touches the chain state runs on the asyncio event loop, one step at a time, so
 RPC handlers see a consistent head. Authoring yields a block per slot when this node's key is the
-slot's author; with a single authority the author also finalizes its block with a GRANDPA
-justification (multi-authority finality votes over the network).
+slot's author (not while the node is far behind its peers); with a single authority the author
+also finalizes its block with a GRANDPA justification, with several the finality gadget
+(`finality_gadget.py`) votes over the network.
+
+`import_block` is the one door for blocks from elsewhere: it checks the Aura seal against the
+parent's authorities, the slot order, a justification if one comes along, executes the block on
+its parent's state and compares the roots, and only then stores it (on a fork if it does not
+win the fork choice). Its exceptions say whether the sender misbehaved (`BadBlock`) or not.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from integritee.parentchain.primitives import Header
 from integritee.storage.overlay import Overlay
 
 from . import consensus
-from .block_builder import ImportError_, build_block, execute_block
-from .blockchain import Block, Blockchain
+from .block_builder import ImportError_, build_block, execute_block_anywhere
+from .blockchain import Block, Blockchain, StaleBlock, TreeRoute
 from .chain_spec import ChainSpec
+from .finality_gadget import FinalityGadget
 from .runtime import executive
 from .runtime.context import BlockContext
 from .runtime.executive import ChainParams, InvalidTransaction
@@ -45,9 +52,42 @@ class NodeConfig:
     finality_key: Keypair | None = None  # ed25519 GRANDPA key
     pool_limits: PoolLimits = field(default_factory=PoolLimits)
     name: str = "integritee-node"
+    # Author even without peers (dev chains); otherwise an authority with a network waits for a
+    # peer, so that a restarted authority does not build on its stale head (as Substrate).
+    force_authoring: bool = True
 
 
 HeadListener = Callable[[Header, bytes], None]
+# (block, hash, is_best): every block stored, authored or imported, also on forks.
+ImportListener = Callable[[Block, bytes, bool], None]
+
+
+class BlockImportError(Exception):
+    """A block that was not imported."""
+
+
+class UnknownParent(BlockImportError):
+    """The parent is not known (yet): fetch the ancestry first. Not the sender's fault."""
+
+
+class BadBlock(BlockImportError):
+    """An invalid block (seal, slot, execution, roots, justification): the sender misbehaves."""
+
+
+class UnknownBlock(BlockImportError):
+    """A justification for a block that is not known (yet)."""
+
+
+class JustificationDeferred(UnknownBlock):
+    """A justification beyond an authority set change that is not finalized yet: it can only be
+    checked (against the next set) once the change's block is final. Not the sender's fault."""
+
+
+@dataclass
+class ImportOutcome:
+    hash: bytes
+    status: str  # "best", "fork" or "known"
+    finalized: bool = False
 
 
 class Node:
@@ -62,6 +102,13 @@ class Node:
         )
         self.new_head_listeners: list[HeadListener] = []
         self.finalized_listeners: list[HeadListener] = []
+        self.import_listeners: list[ImportListener] = []
+        self.tx_listeners: list[Callable[[bytes], None]] = []  # raw extrinsics new in the pool
+        # Set by the network: whether the node is far behind its peers (no authoring then).
+        self.sync_oracle: Callable[[], bool] | None = None
+        self.network: Any = None
+        self._finality_set_cache: tuple[bytes, list[bytes], int] | None = None
+        self.finality = FinalityGadget(self, config.finality_key, config.block_time_ms)
         self.block_listeners: list[Callable[[Block, bytes, dict[bytes, bytes | None]], None]] = []
         # Watchers of included transactions wait here for the finality of their block.
         self._awaiting_finality: dict[bytes, list[tuple[bytes, list[Watcher]]]] = {}
@@ -69,6 +116,7 @@ class Node:
         self._stopping = asyncio.Event()
         self.last_import_seconds = 0.0
         self.blocks_authored = 0
+        self.starting_block = self.chain.best_number
         log.info(
             "chain %s, genesis 0x%s, best #%d 0x%s, finalized #%d",
             config.spec.name,
@@ -114,6 +162,52 @@ class Node:
     def grandpa_authorities(self) -> list[bytes]:
         return [a for a, _w in consensus_pallets.GrandpaAuthorities.get(self.chain.head_state)]
 
+    def finality_set(self) -> tuple[list[bytes], int]:
+        """The GRANDPA authorities and set id that finalize the next blocks (finalized state)."""
+        cached = self._finality_set_cache
+        fin = self.chain.finalized_hash
+        if cached is None or cached[0] != fin:
+            state = self.chain.state_at(fin)
+            authorities = [a for a, _w in consensus_pallets.GrandpaAuthorities.get(state)]
+            cached = (fin, authorities, consensus_pallets.CurrentSetId.get(state))
+            self._finality_set_cache = cached
+        return cached[1], cached[2]
+
+    def set_change_block(self, target_hash: bytes, target_number: int) -> tuple[bytes, int] | None:
+        """The block enacting the next authority set change, if it is above the finalized block
+        and at or below the target (on the target's chain): finality must stop there, because
+        the change's block is the last the current set finalizes."""
+        chain = self.chain
+        fin = chain.finalized_number
+        enactments: list[int] = []
+        pending = consensus_pallets.PendingChange.get(chain.state_at(chain.finalized_hash))
+        if pending is not None and pending["scheduled_at"] <= fin:
+            enactments.append(pending["scheduled_at"] + pending["delay"])
+        h, n = target_hash, target_number
+        while n > fin:
+            header = chain.maybe_header(h)
+            if header is None:
+                return None
+            signalled = consensus_pallets.signalled_change(header.digest)
+            if signalled is not None:
+                enactments.append(n + signalled[1])
+            h, n = header.parent_hash, n - 1
+        due = [e for e in enactments if fin < e <= target_number]
+        if not due:
+            return None
+        number = min(due)
+        at = chain.ancestor_at(target_hash, number)
+        return None if at is None else (at, number)
+
+    def is_major_syncing(self) -> bool:
+        return self.sync_oracle is not None and self.sync_oracle()
+
+    def may_author(self) -> bool:
+        if self.is_major_syncing():
+            return False
+        offline = self.network is not None and not self.network.peers
+        return self.config.force_authoring or not offline
+
     # --- transactions
     def submit(self, raw: bytes, watcher: Watcher | None = None) -> bytes:
         from integritee.crypto.hashing import blake2_256
@@ -130,14 +224,18 @@ class Node:
         assert valid.xt.signer is not None
         self.pool.insert(valid, self.account_nonce(valid.xt.signer), watcher)
         log.debug("transaction 0x%s accepted into the pool", h.hex())
+        for listener in list(self.tx_listeners):
+            _safe(listener, raw)
         return h
 
     # --- authoring
     async def start(self) -> None:
         self._task = asyncio.create_task(self._author_loop(), name="aura")
+        self.finality.start()
 
     async def stop(self) -> None:
         self._stopping.set()
+        await self.finality.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -166,7 +264,9 @@ class Node:
                 await asyncio.sleep(((last_slot + 1) * duration - now_ms) / 1000)
                 continue
             author = consensus.slot_author(slot, self.authorities())
-            if author == key.public_key:
+            if author == key.public_key and not self.may_author():
+                log.debug("slot %d: not authoring while syncing or offline", slot)
+            elif author == key.public_key:
                 try:
                     self._author(slot, deadline=time.monotonic() + duration * 0.5 / 1000)
                 except Exception:
@@ -204,6 +304,8 @@ class Node:
         self._after_import(
             block, block_hash, built.undo, built.included, finalized=justification is not None
         )
+        for listener in list(self.import_listeners):
+            _safe(listener, block, block_hash, True)
 
     def _own_justification(self, header: Header, block_hash: bytes) -> bytes | None:
         authorities = self.grandpa_authorities()
@@ -214,26 +316,131 @@ class Node:
         return finality.make_justification(block_hash, header.number, [key], header.number, set_id)
 
     # --- import of blocks from elsewhere (peers; tests)
-    def import_block(self, block: Block, justification: bytes | None = None) -> bytes:
+    def import_block(self, block: Block, justification: bytes | None = None) -> ImportOutcome:
+        """Verify and store a block from elsewhere (see the module docstring)."""
         t0 = time.perf_counter()
-        consensus.check_seal(
-            block.header, self.authorities(), self.config.block_time_ms, int(time.time() * 1000)
-        )
-        if justification is not None:
-            finality.verify_justification(
-                justification,
-                block.hash,
-                block.header.number,
-                self.grandpa_authorities(),
-                consensus_pallets.CurrentSetId.get(self.chain.head_state),
+        header = block.header
+        block_hash = block.hash
+        chain = self.chain
+        if chain.maybe_header(block_hash) is not None:
+            finalized = False
+            if justification is not None and header.number > chain.finalized_number:
+                try:
+                    finalized = self.apply_justification(block_hash, justification)
+                except finality.FinalityError as e:
+                    raise BadBlock(f"bad justification: {e}") from None
+            return ImportOutcome(block_hash, "known", finalized)
+        parent = chain.maybe_header(header.parent_hash)
+        if parent is None:
+            raise UnknownParent(f"block #{header.number}: unknown parent")
+        if header.number != parent.number + 1:
+            raise BadBlock(f"block #{header.number} on parent #{parent.number}")
+        if header.number <= chain.finalized_number or not chain.descends_from_finalized(
+            header.parent_hash
+        ):
+            raise StaleBlock(f"block #{header.number} is not on the finalized chain")
+        parent_state = chain.state_at(header.parent_hash)
+        try:
+            consensus.check_seal(
+                header,
+                consensus_pallets.AuraAuthorities.get(parent_state),
+                self.config.block_time_ms,
+                int(time.time() * 1000),
             )
-        undo = execute_block(self.chain, self.params, block)
-        block_hash = self.chain.commit_block(block, justification)
+            if parent.number > 0 and consensus.block_slot(header) <= consensus.block_slot(parent):
+                raise consensus.ConsensusError("slot not after the parent's slot")
+        except consensus.ConsensusError as e:
+            raise BadBlock(f"block #{header.number}: {e}") from None
+        if justification is not None and self.set_change_block(header.parent_hash, parent.number):
+            justification = None  # signed by a set we do not know yet: finality comes later
+        if justification is not None:
+            authorities, set_id = self.finality_set()
+            try:
+                finality.verify_justification(
+                    justification, block_hash, header.number, authorities, set_id
+                )
+            except finality.FinalityError as e:
+                raise BadBlock(f"block #{header.number}: bad justification: {e}") from None
+        try:
+            trie, undo = execute_block_anywhere(chain, self.params, block)
+        except ImportError_ as e:
+            raise BadBlock(f"block #{header.number}: {e}") from None
+        except Exception as e:  # whatever a crafted block makes the runtime do, it is invalid
+            raise BadBlock(f"block #{header.number}: execution failed: {e!r}") from None
+        try:
+            stored = chain.store_block(block, trie, justification)
+        except Exception:
+            if trie is chain.head_state:
+                chain.revert_state(undo)
+            raise
         self.last_import_seconds = time.perf_counter() - t0
-        log.info("Imported #%d 0x%s", block.header.number, block_hash.hex()[:16])
-        included = [xt_hash for xt_hash in map(_hash, block.extrinsics) if xt_hash in self.pool]
-        self._after_import(block, block_hash, undo, included, finalized=justification is not None)
-        return block_hash
+        if stored.is_best:
+            log.info(
+                "Imported #%d 0x%s%s%s",
+                header.number,
+                block_hash.hex()[:16],
+                f" (reorg, {len(stored.route.retracted)} retracted)"
+                if stored.route.is_reorg
+                else "",
+                ", finalized" if stored.finalized else "",
+            )
+            included = self._on_route(stored.route, block_hash)
+            self._after_import(block, block_hash, undo, included, finalized=stored.finalized)
+        else:
+            log.info("Imported fork block #%d 0x%s", header.number, block_hash.hex()[:16])
+        for listener in list(self.import_listeners):
+            _safe(listener, block, block_hash, stored.is_best)
+        self.finality.on_block_imported()
+        return ImportOutcome(block_hash, "best" if stored.is_best else "fork", stored.finalized)
+
+    def apply_justification(self, block_hash: bytes, justification: bytes) -> bool:
+        """Finalize a known block with a justification; False when it is final already.
+
+        Raises finality.FinalityError for a justification that does not prove finality,
+        UnknownBlock when the block is not known, StaleBlock when it conflicts with finality.
+        """
+        header = self.chain.maybe_header(block_hash)
+        if header is None:
+            raise UnknownBlock("justification for an unknown block")
+        if header.number <= self.chain.finalized_number:
+            if self.chain.is_canonical(block_hash, header.number):
+                return False
+            raise StaleBlock(f"block #{header.number} conflicts with the finalized chain")
+        cap = self.set_change_block(block_hash, header.number)
+        if cap is not None and cap[0] != block_hash:
+            raise JustificationDeferred(
+                f"block #{header.number} is beyond the authority set change at #{cap[1]}"
+            )
+        authorities, set_id = self.finality_set()
+        finality.verify_justification(justification, block_hash, header.number, authorities, set_id)
+        route = self.chain.finalize(block_hash, justification)
+        if route.enacted:
+            log.info("finality moved the best block to #%d", header.number)
+            body = self.chain.body(block_hash) or []
+            included = self._on_route(route, block_hash)
+            self._after_import(Block(header, body), block_hash, {}, included, finalized=False)
+        self._on_finalized(header, block_hash)
+        return True
+
+    def _on_route(self, route: TreeRoute, new_best: bytes) -> list[bytes]:
+        """Pool upkeep for a best-chain change; returns the new best block's pool transactions."""
+        for h in route.retracted:
+            for watcher_list in self._awaiting_finality.pop(h, []):
+                for w in watcher_list[1]:
+                    _safe(w, {"retracted": "0x" + h.hex()})
+        for h in route.retracted:
+            for raw in (self.chain.body(h) or [])[1:]:
+                # Included again on the new chain, or no longer valid: either way not re-pooled.
+                with contextlib.suppress(Exception):
+                    self.submit(raw)
+        for h in route.enacted:
+            if h == new_best:
+                continue
+            body = self.chain.body(h) or []
+            included = [x for x in map(_hash, body) if x in self.pool]
+            self.pool.on_block(h, included, self.account_nonce)
+        body = self.chain.body(new_best) or []
+        return [x for x in map(_hash, body) if x in self.pool]
 
     def _after_import(
         self,

@@ -33,6 +33,9 @@ class ServiceConfig:
     dev: bool = False
     attestation: str = "skip"
     sync_batch: int = 500
+    slot_duration_ms: int = 1000
+    sidechain_keep_blocks: int = 100
+    shard_vault: bool = True
 
     @classmethod
     def from_options(cls, o: dict[str, Any]) -> ServiceConfig:

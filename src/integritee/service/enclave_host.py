@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from integritee.rpc.client import RpcClient
 from integritee.rpc.errors import RpcConnectionError
+from integritee.rpc.server import RpcServer
 from integritee.teeio.messages import Ecall, from_json, to_json
 
 log = logging.getLogger("integritee.service.enclave")
@@ -42,8 +43,12 @@ class EnclaveHost:
         # Unix socket paths are limited to ~100 bytes: keep them in a short private temp dir.
         self._sock_dir = tempfile.mkdtemp(prefix="itee-")
         self.socket_path = os.path.join(self._sock_dir, "ecall.sock")
+        self.ocall_socket_path = os.path.join(self._sock_dir, "ocall.sock")
+        # ocalls: the enclave asks the service to store blocks and send extrinsics
+        self.ocall_server = RpcServer(name="ocall", max_request_bytes=256 * 1024 * 1024)
 
     async def start(self, timeout: float = 60) -> None:
+        await self.ocall_server.start_unix(self.ocall_socket_path)
         cmd = [
             sys.executable,
             "-m",
@@ -52,6 +57,8 @@ class EnclaveHost:
             str(self.data_dir),
             "--ecall-socket",
             self.socket_path,
+            "--ocall-socket",
+            self.ocall_socket_path,
             "--log-level",
             self.log_level,
         ]
@@ -103,4 +110,5 @@ class EnclaveHost:
                 except TimeoutError:
                     self.proc.kill()
                     await self.proc.wait()
+        await self.ocall_server.stop()
         shutil.rmtree(self._sock_dir, ignore_errors=True)

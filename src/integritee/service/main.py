@@ -131,6 +131,16 @@ def shielding_key(config: ServiceConfig) -> None:
 @click.option(
     "--parentchain-sync-batch", type=click.IntRange(1, 1000), default=500, show_default=True
 )
+@click.option(
+    "--slot-duration-ms", type=click.IntRange(50, 60_000), default=1000, show_default=True
+)
+@click.option("--sidechain-keep-blocks", type=click.IntRange(1), default=100, show_default=True)
+@click.option(
+    "--shard-vault/--no-shard-vault",
+    default=True,
+    show_default=True,
+    help="A new shard gets a vault account (else shielding goes through EnclaveBridge).",
+)
 @click.pass_obj
 def run(
     config: ServiceConfig,
@@ -139,6 +149,9 @@ def run(
     skip_ra: bool,
     attestation: str | None,
     parentchain_sync_batch: int,
+    slot_duration_ms: int,
+    sidechain_keep_blocks: int,
+    shard_vault: bool,
 ) -> None:
     """Start the validateer: enclave, registration, parentchain sync, servers."""
     from .worker import Validateer
@@ -153,6 +166,9 @@ def run(
         config.shard = raw
     config.dev = dev
     config.sync_batch = parentchain_sync_batch
+    config.slot_duration_ms = slot_duration_ms
+    config.sidechain_keep_blocks = sidechain_keep_blocks
+    config.shard_vault = shard_vault
     config.attestation = attestation or (
         "skip" if skip_ra else ("sim-dcap" if dev else "gramine-dcap")
     )

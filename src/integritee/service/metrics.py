@@ -7,6 +7,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, generate_latest
 
+from .sidechain_db import register_sidechain_metrics
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -14,14 +16,10 @@ class ServiceMetrics:
     def __init__(self, validateer: Any) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
+        register_sidechain_metrics(validateer.sidechain_db, self.registry)
         self.parentchain_block = Gauge(
             "integritee_worker_enclave_stf_runtime_parentchain_processed_block_number",
             "Last parentchain block imported by the enclave",
-            registry=self.registry,
-        )
-        self.sidechain_height = Gauge(
-            "integritee_worker_enclave_sidechain_block_height",
-            "Sidechain block height",
             registry=self.registry,
         )
         self._runner: web.AppRunner | None = None

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import Any
@@ -24,18 +25,24 @@ from integritee.codec.scale import EnumValue
 from integritee.crypto.hashing import blake2_128_concat, storage_prefix
 from integritee.crypto.keys import Keypair
 from integritee.rpc.errors import RpcError
+from integritee.rpc.server import RpcServer
 from integritee.teeio.messages import (
     Ecall,
     EnclaveInfo,
+    EnclaveStatus,
     Extrinsics,
     InitRequest,
     LightClientInit,
     LightClientStatus,
+    Ocall,
     RegistrationRequest,
     ShardInit,
     ShardRole,
+    SidechainBlocks,
+    SidechainStart,
     SyncRequest,
     SyncResult,
+    from_json,
 )
 
 from .config import ServiceConfig
@@ -43,6 +50,8 @@ from .enclave_host import EnclaveHost
 from .metrics import ServiceMetrics
 from .node_client import NodeClient, SubmissionError
 from .parentchain_fetch import fetch_blocks, fetch_genesis_init
+from .sidechain_db import SidechainDb, start_pruning
+from .untrusted_rpc import UntrustedRpc
 
 log = logging.getLogger("integritee.service")
 
@@ -59,17 +68,23 @@ class Validateer:
         self.registered = False
         self.role: ShardRole | None = None
         self.stop_event = asyncio.Event()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        if config.clean_reset:
+            self._clean_reset()
+        self.sidechain_db = SidechainDb.open_in(config.data_dir)
         self.metrics = ServiceMetrics(self)
         self._http: web.AppRunner | None = None
+        self.sidechain_number = 0
+        self.untrusted_server = RpcServer(name="untrusted")
+        UntrustedRpc(self.sidechain_db).register(self.untrusted_server)
+        self._background: set[asyncio.Task[Any]] = set()
 
     # --- the whole life cycle
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.config.clean_reset:
-            self._clean_reset()
+        self._register_ocalls()
         try:
             await self.host.start()
             self.info = await self.host.ecall(Ecall.INIT, self._init_request(), EnclaveInfo)
@@ -86,6 +101,9 @@ class Validateer:
             await self._register()
             await self._sync_to_finalized()
             await self._init_shard()
+            await self.host.ecall(
+                Ecall.START_SIDECHAIN, SidechainStart(self.config.slot_duration_ms), EnclaveStatus
+            )
             log.info(
                 "validateer initialised: %s of shard %s",
                 self.role.role if self.role else "?",
@@ -108,12 +126,13 @@ class Validateer:
             untrusted_url=c.untrusted_external,
             mu_ra_url=c.mu_ra_external,
             shard=c.shard,
+            shard_vault=c.shard_vault,
         )
 
     def _clean_reset(self) -> None:
         import shutil
 
-        for name in ("light_client", "shards", "sidechain_db"):
+        for name in ("enclave_db", "sidechain_db"):
             shutil.rmtree(self.config.data_dir / name, ignore_errors=True)
         log.info("clean reset: purged light client, shards and sidechain DB (sealed keys kept)")
 
@@ -220,7 +239,17 @@ class Validateer:
         log.info("shard role: %s", self.role.role)
 
     async def _follow(self) -> None:
-        """Import new finalized blocks as they come, until stopped."""
+        """Import new finalized blocks as they come, until stopped; survive node restarts."""
+        while not self.stop_event.is_set():
+            try:
+                await self._follow_once()
+            except (ConnectionError, OSError, TimeoutError, RpcError) as e:
+                if self.stop_event.is_set():
+                    break
+                log.warning("lost the parentchain node (%s); reconnecting", e)
+                await self._reconnect()
+
+    async def _follow_once(self) -> None:
         assert self.node is not None
         sub = await self.node.client.subscribe(
             "chain_subscribeFinalizedHeads", [], "chain_unsubscribeFinalizedHeads"
@@ -230,21 +259,64 @@ class Validateer:
         async def pump() -> None:
             async for _header in sub:
                 wake.set()
+            raise ConnectionError("the finalized-heads subscription ended")
 
         pump_task = asyncio.create_task(pump())
+        stop_wait = asyncio.create_task(self.stop_event.wait())
         try:
             while not self.stop_event.is_set():
-                stop_wait = asyncio.create_task(self.stop_event.wait())
                 wake_wait = asyncio.create_task(wake.wait())
-                await asyncio.wait({stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED)
-                stop_wait.cancel()
+                done, _ = await asyncio.wait(
+                    {stop_wait, wake_wait, pump_task}, return_when=asyncio.FIRST_COMPLETED
+                )
                 wake_wait.cancel()
+                if pump_task in done:
+                    pump_task.result()  # raises why the subscription ended
                 wake.clear()
                 if self.stop_event.is_set():
                     break
                 await self._sync_to_finalized()
         finally:
             pump_task.cancel()
+            stop_wait.cancel()
+
+    async def _reconnect(self) -> None:
+        if self.node is not None:
+            with contextlib.suppress(Exception):
+                await self.node.close()
+        while not self.stop_event.is_set():
+            try:
+                self.node = await NodeClient.connect(self.config.node_endpoint, timeout=30)
+                log.info("reconnected to the parentchain node")
+                return
+            except ConnectionError as e:
+                log.warning("%s; retrying", e)
+                await asyncio.sleep(2)
+
+    # --- ocalls: what the enclave asks of its host
+    def _register_ocalls(self) -> None:
+        server = self.host.ocall_server
+        server.add_method(Ocall.STORE_SIDECHAIN_BLOCKS, self._ocall_store_blocks)
+        server.add_method(Ocall.SEND_EXTRINSICS, self._ocall_send_extrinsics)
+
+    def _ocall_store_blocks(self, params: Any) -> int:
+        message = from_json(SidechainBlocks, params[0])
+        result = self.sidechain_db.store_blocks(message.blocks)
+        last = self.sidechain_db.last_block(self.info.shard) if self.info else None
+        if last is not None:
+            self.sidechain_number = last.number
+        return (
+            len(message.blocks)
+            if result is None
+            else len(getattr(result, "stored", message.blocks))
+        )
+
+    def _ocall_send_extrinsics(self, params: Any) -> int:
+        message = from_json(Extrinsics, params[0])
+        task = asyncio.create_task(self._send(message.extrinsics))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return len(message.extrinsics)
 
     # --- untrusted HTTP: /is_initialized (and /metrics when enabled)
     async def _start_http(self) -> None:
@@ -255,9 +327,14 @@ class Validateer:
         await web.TCPSite(self._http, self.config.bind_host, self.config.http_port).start()
         if self.config.enable_metrics:
             await self.metrics.start(self.config.bind_host, self.config.metrics_port)
+        await self.untrusted_server.start(self.config.bind_host, self.config.untrusted_port)
+        self._background.add(
+            start_pruning(self.sidechain_db, keep_newest=self.config.sidechain_keep_blocks)
+        )
 
     def initialized(self) -> bool:
-        return self.registered and self.role is not None
+        """Registered, the shard has a primary, and a first sidechain block exists (as the original)."""
+        return self.registered and self.role is not None and self.sidechain_number > 0
 
     async def _is_initialized(self, request: web.Request) -> web.Response:
         if self.initialized():
@@ -269,6 +346,10 @@ class Validateer:
         if self.node is not None:
             await self.node.close()
         await self.host.stop()
+        await self.untrusted_server.stop()
+        for task in list(self._background):
+            task.cancel()
+        self.sidechain_db.close()
         await self.metrics.stop()
         if self._http is not None:
             await self._http.cleanup()

@@ -25,10 +25,12 @@ class Ecall:
     INIT_SHARD = "enclave_initShard"
     STATUS = "enclave_status"
     SHUTDOWN = "enclave_shutdown"
+    START_SIDECHAIN = "enclave_startSidechain"
 
 
 class Ocall:
     SEND_EXTRINSICS = "ocall_sendExtrinsics"
+    STORE_SIDECHAIN_BLOCKS = "ocall_storeSidechainBlocks"
 
 
 # --- messages
@@ -45,6 +47,7 @@ class InitRequest:
     untrusted_url: str
     mu_ra_url: str
     shard: bytes | None = None
+    shard_vault: bool = True  # a new shard gets a vault (else shielding goes through EnclaveBridge)
 
 
 @dataclass
@@ -74,6 +77,16 @@ class RegistrationRequest:
 @dataclass
 class Extrinsics:
     extrinsics: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class SidechainBlocks:
+    blocks: list[bytes] = field(default_factory=list)  # SCALE SignedBlocks, oldest first
+
+
+@dataclass
+class SidechainStart:
+    slot_duration_ms: int
 
 
 @dataclass

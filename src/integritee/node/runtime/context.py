@@ -19,6 +19,12 @@ class BlockContext:
     extrinsic_index: int | None = None
     events: list[tuple[EnumValue, EnumValue, list[bytes]]] = field(default_factory=list)
     finalizing: bool = False
+    # Digest items the runtime deposits (e.g. GRANDPA's ScheduledChange); the block's header
+    # carries them between the Aura pre-digest and the seal.
+    digest_logs: list[EnumValue] = field(default_factory=list)
+
+    def deposit_log(self, item: EnumValue) -> None:
+        self.digest_logs.append(item)
 
     def deposit_event(
         self, pallet: Any, name: str, payload: Any = None, topics: list[bytes] | None = None

@@ -23,6 +23,7 @@ from .construct import call_pays_fee, call_weight, dispatch_transactional, runti
 from .context import BlockContext
 from .framework import NONE, DispatchError, Origin
 from .pallets import balances as balances_mod
+from .pallets import consensus as consensus_mod
 from .pallets import system as system_mod
 from .pallets import timestamp as timestamp_mod
 from .pallets.transaction_payment import EXTRINSIC_BASE_WEIGHT, compute_fee, transaction_payment
@@ -265,6 +266,7 @@ def _emit_success(ctx: BlockContext, weight: int, pays: bool, mandatory: bool = 
 def finalize_block(ctx: BlockContext, extrinsic_count: int) -> None:
     ctx.finalizing = True
     timestamp_mod.finalize(ctx)
+    consensus_mod.finalize(ctx)
     system_mod.finalize(ctx, extrinsic_count)
 
 

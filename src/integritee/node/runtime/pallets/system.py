@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integritee.codec.scale import Bytes, Lazy, Struct, Vec, u16, u32
+from integritee.codec.scale import Bytes, Lazy, Struct, Tuple, Vec, u16, u32
 from integritee.crypto.hashing import blake2_256
 from integritee.parentchain.primitives import (
     AccountId,
@@ -18,7 +18,7 @@ from integritee.parentchain.primitives import (
 )
 from integritee.parentchain.primitives import Digest as DigestCodec
 
-from ..framework import Pallet, ensure_signed
+from ..framework import Pallet, ensure_root, ensure_signed
 
 BLOCK_HASH_COUNT = 2400
 SS58_PREFIX = 13
@@ -86,6 +86,21 @@ def set_version_constant(version: dict) -> None:
 def remark(ctx, origin, remark: bytes) -> None:
     """Make some on-chain remark."""
     ensure_signed(origin)
+
+
+KeyValue = Tuple(Bytes, Bytes)
+
+
+@system.call(
+    4,
+    weight=lambda items: 1_000_000 + 25_000_000 * len(items),
+    items=(Vec(KeyValue), "Vec<KeyValue>"),
+)
+def set_storage(ctx, origin, items: list[tuple[bytes, bytes]]) -> None:
+    """Set some items of storage (root only)."""
+    ensure_root(origin)
+    for key, value in items:
+        ctx.state.set(bytes(key), bytes(value))
 
 
 @system.call(7, weight=lambda remark: 1_000_000 + len(remark) * 1_000, remark=(Bytes, "Vec<u8>"))
