@@ -4,8 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# The setup `make run` launches: a shipped config (src/integritee/local_setup/configs) or a path.
+# two-workers.json once several validateers can share a shard (the multi-validateer issue).
+CONFIG ?= one-worker.json
 
-.PHONY: run test lint install clean bench
+.PHONY: run test lint install clean bench prometheus
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,8 +18,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/python -m integritee.local_setup.run_dev $(ARGS)
+# Debian's Prometheus server for `make run` (skipped with a message where apt-get is unavailable).
+prometheus:
+	@if command -v prometheus >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Prometheus (apt-get install prometheus)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null \
+			|| echo "could not install prometheus: make run goes on without it"; \
+	else echo "prometheus is not installed and apt-get (as root) is not available: make run goes on without it"; fi
+
+# The local setup with the narrated demo, Prometheus when installed; Ctrl-C stops everything.
+run: $(STAMP) prometheus
+	$(BIN)/integritee-local-setup $(CONFIG) --demo $$(command -v prometheus >/dev/null 2>&1 && echo --prometheus) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)

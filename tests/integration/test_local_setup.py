@@ -22,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from integritee.local_setup.config import (
     ConfigError,
@@ -130,6 +132,34 @@ def test_external_node_port_is_not_moved(tmp_path: Path) -> None:
 def test_bad_configs_are_refused_with_a_reason(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_config(text, tmp_path)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["nodes", "node", "workers", "flags", "subcommand_flags", "name", "bin"]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_json)
+def test_any_json_is_a_config_or_a_config_error(data: object) -> None:
+    root = Path("/tmp/integritee-local-setup-property")
+    try:
+        config = parse_config(json.dumps(data), root)
+    except ConfigError:
+        return
+    for spec in config.processes:
+        assert spec.argv("prog")[0] == "prog"
 
 
 def test_prometheus_config_has_a_target_per_metrics_port(tmp_path: Path) -> None:

@@ -180,7 +180,10 @@ def resolve_config_path(name_or_path: str) -> tuple[str, str]:
     """(text, source) of a config given as a path or as the name of a shipped config."""
     path = Path(name_or_path)
     if path.is_file():
-        return path.read_text(), str(path)
+        try:
+            return path.read_text(), str(path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from None
     shipped = name_or_path if name_or_path.endswith(".json") else name_or_path + ".json"
     if "/" not in name_or_path and shipped in shipped_configs():
         res = resources.files("integritee.local_setup") / "configs" / shipped
@@ -194,7 +197,9 @@ def resolve_config_path(name_or_path: str) -> tuple[str, str]:
 def _str_list(value: Any, where: str) -> list[str]:
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value
+    ):
         raise ConfigError(f"{where} must be a list of strings")
     return [str(v) for v in value]
 
