@@ -3,14 +3,25 @@
 - `TrustedClient`: a synchronous facade over the shared `RpcClient` for the trusted RPC of a
   validateer (fingerprint, shard, shard vault, shielding key, getters, version). Results arrive
   as hex(SCALE(RpcReturnValue)); an `Error` status becomes a `WorkerError` carrying the enclave's
-  message. The worker's certificate is self-signed from the enclave key, so it is not verified
-  (as the original CLI; pinning it is future work).
+  message. The worker's certificate is self-signed from the enclave key: it is not verified (as the
+  original CLI) unless the connection is given a pinned `ssl` context (see pinning below).
 - Building operations: `account_info_getter`, `encrypt_operation` (RSA-OAEP of SCALE(top) with the
   enclave's shielding key) and `invoke_request` (the `EnclaveBridge.invoke` argument).
 - `wait_for_processed_block`: after an `EnclaveBridge.invoke` is InBlock, scan the following
   parentchain blocks (at most `TIMEOUT_BLOCKS`) for the `EnclaveBridge.ProcessedParentchainBlock`
   event of the shard that names the invocation block. Blocks are read by number, so a confirmation
   that lands before a subscription would have started is not missed.
+- Direct invocation (`submit_and_watch`, `WatchedCall`): a signed `direct_call` goes to the
+  worker's `author_submitAndWatchExtrinsic` (RSA-encrypted) or, over a pinned connection,
+  `author_submitAndWatchTrustedOperation` (plain SCALE, no RSA); the reply is the top hash (the
+  subscription id), then status notifications until a final one (`FINAL_STATUSES`), after which
+  the worker ends the watch without a word: the client stops reading on a final status.
+- Pinning (`pin_enclave`): the worker's certificate is self-signed with the enclave's ed25519
+  signing key, which is also the account that registered the enclave in
+  `Teerex.SovereignEnclaves`. Its key must be the signer of the entry whose URL is the one the
+  CLI connects to; then the connection is made to accept that certificate only
+  (`PinnedEnclave.ssl_context`), so whoever answers holds the registered enclave key, and the
+  trusted operation may travel without RSA.
 
 Every failure is a `CliError` with a one-line reason.
 """
@@ -20,12 +31,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
+import urllib.parse
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import base58
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from integritee.cli.context import CliError
 from integritee.codec.hexutil import from_hex, to_hex
@@ -41,19 +57,28 @@ from integritee.codec.scale import (
 from integritee.crypto import Keypair
 from integritee.crypto.shielding import ShieldingError, ShieldingPublicKey
 from integritee.parentchain.primitives import AccountInfo, AccountInfoCodec
-from integritee.rpc.client import RpcClient
+from integritee.rpc.client import RpcClient, Subscription, rpc_call
 from integritee.rpc.errors import RpcConnectionError, RpcError
-from integritee.trusted.calls import Getter, TrustedOperation, sign_getter
-from integritee.trusted.rpc import Request, RpcReturnValue, ShardVault
+from integritee.trusted.calls import (
+    Getter,
+    TrustedOperation,
+    sign_getter,
+    trusted_operation_hash,
+)
+from integritee.trusted.rpc import DirectRequestStatus, Request, RpcReturnValue, ShardVault
+from integritee.trusted.sidechain import SidechainHeaderCodec
 
 if TYPE_CHECKING:
     from integritee.cli.chain_client import ChainClient
+    from integritee.cli.tee_commands import RegisteredEnclave
 
 log = logging.getLogger("integritee.cli")
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_WATCH_TIMEOUT = 60.0
+"""Seconds a direct call may take from submission to its final status."""
 TIMEOUT_BLOCKS = 10
 """Blocks after the invocation block within which the enclave must confirm it (as the original)."""
 # A stalled node produces no blocks: bound the wait in time too, generously for 6 s blocks.
@@ -129,6 +154,45 @@ def account_info_getter(account: bytes, signer: Keypair) -> EnumValue:
     return EnumValue("trusted", sign_getter(EnumValue("account_info", bytes(account)), signer))
 
 
+GETTER_METHOD = "state_executeGetter"
+
+
+def getter_params(shard: bytes, getter: EnumValue) -> list[str]:
+    """The params of `state_executeGetter` (the getter is not encrypted, as the original)."""
+    return [to_hex(Request.encode({"shard": bytes(shard), "cyphertext": Getter.encode(getter)}))]
+
+
+def getter_result(value: bytes) -> bytes | None:
+    """A getter's answer from the `value` of its RpcReturnValue (SCALE Option<Vec<u8>>)."""
+    result = _decode(GETTER_METHOD, Option(Bytes), value)
+    return None if result is None else bytes(result)
+
+
+def account_info_of(raw: bytes | None) -> AccountInfo | None:
+    if raw is None:
+        return None
+    info: AccountInfo = _decode("account_info", AccountInfoCodec, raw)
+    return info
+
+
+async def fetch_account_info(
+    client: RpcClient,
+    shard: bytes,
+    account: bytes,
+    signer: Keypair,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AccountInfo | None:
+    """`TrustedClient.account_info` on an open asynchronous connection."""
+    params = getter_params(shard, account_info_getter(account, signer))
+    try:
+        result = await client.request(GETTER_METHOD, params, timeout=timeout)
+    except RpcError as e:
+        raise CliError(f"the worker rejected {GETTER_METHOD}: {e.message}") from None
+    except TimeoutError:
+        raise CliError(f"{GETTER_METHOD}: no reply from the worker within {timeout} s") from None
+    return account_info_of(getter_result(decode_return_value(GETTER_METHOD, result)))
+
+
 def total_issuance_getter() -> EnumValue:
     return EnumValue("public", EnumValue("total_issuance"))
 
@@ -146,9 +210,13 @@ def invoke_request(shard: bytes, cyphertext: bytes) -> dict[str, str]:
 class TrustedClient:
     """A connection to a validateer's trusted RPC (opened on first use; `close` it, or `with`)."""
 
-    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, timeout: float = DEFAULT_TIMEOUT, ssl: ssl.SSLContext | bool = False
+    ) -> None:
         self.url = url
         self.timeout = timeout
+        # False: the self-signed certificate is not checked; a pinned context accepts only it
+        self.ssl = ssl
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: RpcClient | None = None
 
@@ -168,8 +236,7 @@ class TrustedClient:
             log.debug("connecting to the worker at %s", self.url)
 
             async def open_() -> RpcClient:
-                # self-signed enclave certificate: not verified (see the module docstring)
-                return await RpcClient.connect(self.url, ssl=False, timeout=self.timeout)
+                return await RpcClient.connect(self.url, ssl=self.ssl, timeout=self.timeout)
 
             try:
                 self._client = self._run(open_())
@@ -236,23 +303,42 @@ class TrustedClient:
 
     def execute_getter(self, shard: bytes, getter: EnumValue) -> bytes | None:
         """`state_executeGetter`: the SCALE-encoded answer, or None when the value is absent."""
-        method = "state_executeGetter"
-        request = Request.encode({"shard": bytes(shard), "cyphertext": Getter.encode(getter)})
-        value = self.return_value(method, [to_hex(request)])
-        result = _decode(method, Option(Bytes), value)
-        return None if result is None else bytes(result)
+        value = self.return_value(GETTER_METHOD, getter_params(shard, getter))
+        return getter_result(value)
 
     def account_info(self, shard: bytes, account: bytes, signer: Keypair) -> AccountInfo | None:
         """The trusted `account_info` of `account`, signed by `signer`."""
-        raw = self.execute_getter(shard, account_info_getter(account, signer))
-        if raw is None:
-            return None
-        info: AccountInfo = _decode("account_info", AccountInfoCodec, raw)
-        return info
+        return account_info_of(self.execute_getter(shard, account_info_getter(account, signer)))
 
     def total_issuance(self, shard: bytes) -> int:
         raw = self.execute_getter(shard, total_issuance_getter())
         return 0 if raw is None else int(_decode("total_issuance", u128, raw))
+
+    def sidechain_header(self) -> dict[str, Any]:
+        """The worker's latest sidechain header (`chain_getHeader`)."""
+        method = "chain_getHeader"
+        header: dict[str, Any] = _decode(method, SidechainHeaderCodec, self.return_value(method))
+        return header
+
+    def submit_and_watch(
+        self,
+        submitter: DirectSubmitter,
+        top: EnumValue,
+        on_status: Callable[[bytes, EnumValue], None] | None = None,
+        timeout: float = DEFAULT_WATCH_TIMEOUT,
+    ) -> EnumValue:
+        """Submit a direct call and follow it to its final status (returned); `on_status` sees
+        every status as it arrives."""
+        client = self._connection()
+
+        async def watch() -> EnumValue:
+            call = await submit_and_watch(client, submitter, top, self.timeout)
+            return await call.wait_final(on_status, timeout)
+
+        try:
+            return self._run(watch())
+        except (RpcConnectionError, OSError) as e:
+            raise CliError(f"connection to the worker at {self.url} failed: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,4 +448,334 @@ def wait_for_processed_block(
     raise ConfirmationError(
         f"confirmation timed out: the enclave did not confirm the invocation block "
         f"#{invocation_number} {invocation_block} within {timeout_blocks} blocks"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Direct invocation: submit a trusted call to the worker and follow its status
+
+WATCH_ENCRYPTED = "author_submitAndWatchExtrinsic"
+WATCH_PLAIN = "author_submitAndWatchTrustedOperation"
+_UNWATCH = {
+    WATCH_ENCRYPTED: "author_unwatchExtrinsic",
+    WATCH_PLAIN: "author_unwatchTrustedOperation",
+}
+FINAL_STATUSES = frozenset(
+    {"InSidechainBlock", "Finalized", "Invalid", "Usurped", "Dropped", "FinalityTimeout"}
+)
+"""After these the worker ends the watch (FinalityTimeout is final in Substrate's sense too)."""
+FAILED_STATUSES = frozenset({"Invalid", "Usurped", "Dropped", "FinalityTimeout"})
+"""Final statuses of a call that was not executed."""
+
+_FAILURE_REASONS = {
+    "Invalid": "the worker found it invalid (wrong nonce or signature, or unaffordable fee; "
+    "see the validateer's log)",
+    "Dropped": "the worker's pool dropped it (full, or its future queue overflowed)",
+    "Usurped": "another call of the same account with the same nonce replaced it",
+    "FinalityTimeout": "it did not become final in time",
+}
+
+
+def format_status(status: EnumValue) -> str:
+    """A status as the original prints it (Rust's Debug): `Ready`, `InSidechainBlock(0x..)`."""
+    if status.name == "InSidechainBlock":
+        return f"InSidechainBlock({to_hex(bytes(status.value))})"
+    return str(status.name)
+
+
+def status_line(top_hash: bytes, status: EnumValue) -> str:
+    return f"Trusted call {to_hex(top_hash)} is {format_status(status)}"
+
+
+class DirectCallFailed(CliError):
+    """A direct call ended in a final status other than inclusion."""
+
+    def __init__(self, top_hash: bytes, status: EnumValue) -> None:
+        reason = _FAILURE_REASONS.get(status.name, "it was not executed")
+        super().__init__(f"trusted call {to_hex(top_hash)} is {format_status(status)}: {reason}")
+        self.top_hash = top_hash
+        self.status = status
+
+
+def decode_status_update(result: Any) -> EnumValue:
+    """The `TrustedOperationStatus` in a watch notification's hex(SCALE(DirectRequestStatus))."""
+    if not isinstance(result, str):
+        raise CliError(f"the worker sent a status update that is not a hex string: {result!r:.100}")
+    try:
+        status = DirectRequestStatus.decode(from_hex(result))
+    except (ValueError, ScaleDecodeError) as e:
+        raise CliError(
+            f"the worker sent an undecodable status update {result!r:.100}: {e}"
+        ) from None
+    if status.name != "TrustedOperationStatus":
+        raise CliError(f"the worker ended the watch with DirectRequestStatus::{status.name}")
+    inner: EnumValue = status.value
+    return inner
+
+
+@dataclass(frozen=True)
+class DirectSubmitter:
+    """How direct calls reach a shard: RSA-encrypted with the enclave's shielding key, or, with
+    no key (over a pinned connection only), as the plain SCALE of the operation."""
+
+    shard: bytes
+    shielding_key: ShieldingPublicKey | None = None
+
+    @property
+    def method(self) -> str:
+        return WATCH_PLAIN if self.shielding_key is None else WATCH_ENCRYPTED
+
+    def params(self, top: EnumValue) -> list[str]:
+        payload = TrustedOperation.encode(top)
+        if self.shielding_key is not None:
+            payload = self.shielding_key.encrypt(payload)
+        return [to_hex(Request.encode({"shard": bytes(self.shard), "cyphertext": payload}))]
+
+
+@dataclass
+class WatchedCall:
+    """A submitted direct call: its top hash and the worker's status updates for it."""
+
+    top_hash: bytes
+    subscription: Subscription
+    started: float
+    """`time.monotonic()` before the submission was sent."""
+    statuses: list[tuple[float, EnumValue]] = field(default_factory=list)
+    """Every status received with the `time.monotonic()` it arrived at."""
+
+    @property
+    def final(self) -> EnumValue | None:
+        if self.statuses and self.statuses[-1][1].name in FINAL_STATUSES:
+            return self.statuses[-1][1]
+        return None
+
+    def time_of(self, name: str) -> float | None:
+        """When the first status called `name` arrived."""
+        return next((t for t, s in self.statuses if s.name == name), None)
+
+    async def next_status(self, timeout: float | None) -> EnumValue:
+        """The next status; a `CliError` if the watch ended or the connection was lost first."""
+        if self.final is not None:
+            raise CliError(f"trusted call {to_hex(self.top_hash)} already has a final status")
+        try:
+            result = await self.subscription.next(timeout)
+        except StopAsyncIteration:
+            raise CliError(
+                f"the worker ended the watch of {to_hex(self.top_hash)} before a final status"
+            ) from None
+        except TimeoutError:
+            raise CliError(
+                f"no status update for trusted call {to_hex(self.top_hash)} within {timeout} s"
+            ) from None
+        except RpcConnectionError as e:
+            raise CliError(
+                f"the connection was lost while watching {to_hex(self.top_hash)}: {e}"
+            ) from None
+        status = decode_status_update(result)
+        self.statuses.append((time.monotonic(), status))
+        return status
+
+    async def wait_for(
+        self,
+        accept: Callable[[EnumValue], bool],
+        on_status: Callable[[bytes, EnumValue], None] | None = None,
+        timeout: float = DEFAULT_WATCH_TIMEOUT,
+    ) -> EnumValue:
+        """Read statuses until one is accepted or final (returned either way)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CliError(
+                    f"trusted call {to_hex(self.top_hash)} got no final status within {timeout} s"
+                )
+            status = await self.next_status(remaining)
+            if on_status is not None:
+                on_status(self.top_hash, status)
+            if accept(status) or status.name in FINAL_STATUSES:
+                return status
+
+    async def wait_final(
+        self,
+        on_status: Callable[[bytes, EnumValue], None] | None = None,
+        timeout: float = DEFAULT_WATCH_TIMEOUT,
+    ) -> EnumValue:
+        return await self.wait_for(lambda s: False, on_status, timeout)
+
+
+async def submit_and_watch(
+    client: RpcClient, submitter: DirectSubmitter, top: EnumValue, timeout: float = DEFAULT_TIMEOUT
+) -> WatchedCall:
+    """Send a direct call; the worker must answer with the operation's own hash."""
+    if top.name != "direct_call":
+        raise CliError(f"only direct calls can be watched, not {top.name}")
+    expected = trusted_operation_hash(top)
+    params = submitter.params(top)
+    method = submitter.method
+    started = time.monotonic()
+    try:
+        subscription = await client.subscribe(method, params, _UNWATCH[method], timeout)
+    except RpcError as e:
+        raise CliError(f"the worker rejected the trusted call: {e.message}") from None
+    except TimeoutError:
+        raise CliError(f"{method}: no reply from the worker within {timeout} s") from None
+    sub_id = subscription.id
+    try:
+        top_hash = from_hex(sub_id, HASH_LEN) if isinstance(sub_id, str) else None
+    except ValueError:
+        top_hash = None
+    if top_hash != expected:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe(timeout=5)
+        raise CliError(
+            f"{method}: the worker answered {sub_id!r:.80} instead of the call's hash "
+            f"{to_hex(expected)}"
+        )
+    return WatchedCall(expected, subscription, started)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pinning the worker's TLS key to the enclave registry
+
+_PIN_TIMEOUT = 10.0
+
+
+class PinError(CliError):
+    """The worker's certificate could not be tied to a registered enclave."""
+
+
+def certificate_ed25519_key(der: bytes) -> bytes:
+    """The raw ed25519 public key of a DER certificate."""
+    try:
+        key = x509.load_der_x509_certificate(der).public_key()
+    except ValueError as e:
+        raise PinError(f"the worker's TLS certificate is malformed: {e}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise PinError(
+            f"the worker's TLS certificate has a {type(key).__name__} key, not the enclave's "
+            "ed25519 key"
+        )
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _host_port(url: str) -> tuple[str, str, int]:
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError as e:
+        raise PinError(f"invalid URL {url!r:.100}: {e}") from None
+    scheme = parts.scheme.lower()
+    if parts.hostname is None:
+        raise PinError(f"URL {url!r:.100} names no host")
+    default_port = {"wss": 443, "https": 443, "ws": 80, "http": 80}.get(scheme)
+    if port is None and default_port is None:
+        raise PinError(f"URL {url!r:.100} has no port")
+    return scheme, parts.hostname.lower(), port if port is not None else int(default_port or 0)
+
+
+def same_endpoint(a: str, b: str) -> bool:
+    """Two URLs name the same endpoint (scheme, host and port; case and a trailing slash aside)."""
+    try:
+        return _host_port(a) == _host_port(b)
+    except PinError:
+        return False
+
+
+def fetch_certificate(url: str, timeout: float = _PIN_TIMEOUT) -> bytes:
+    """The DER certificate the TLS server at `url` presents (not verified here)."""
+    _scheme, host, port = _host_port(url)
+    try:
+        pem = ssl.get_server_certificate((host, port), timeout=timeout)
+    except (OSError, ssl.SSLError) as e:
+        raise PinError(f"cannot read the TLS certificate of {url}: {e}") from None
+    return ssl.PEM_cert_to_DER_cert(pem)
+
+
+@dataclass(frozen=True)
+class PinnedEnclave:
+    """A worker certificate whose key is a registered enclave's signer, for that enclave's URL."""
+
+    url: str
+    certificate: bytes
+    """DER, exactly as the worker presented it."""
+    public_key: bytes
+    mrenclave: bytes
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that accepts this certificate and nothing else: the handshake proves
+        the peer holds the enclave key (the certificate is the only trust anchor; its host name
+        is not checked, the registry's URL was)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=self.certificate)
+        return context
+
+
+def registered_enclave_for(
+    enclaves: list[RegisteredEnclave], public_key: bytes, url: str
+) -> RegisteredEnclave:
+    """The registry entry of the enclave `public_key` serving at `url`; a `PinError` says why
+    there is none."""
+    mine = [e for e in enclaves if e.signer == public_key]
+    if not mine:
+        raise PinError(
+            f"the worker's TLS key 0x{public_key.hex()} is not a registered enclave "
+            f"({len(enclaves)} registered)"
+        )
+    for entry in mine:
+        registered = entry.url
+        if registered is not None and same_endpoint(registered.decode("utf-8", "replace"), url):
+            return entry
+    urls = ", ".join(
+        repr(e.url.decode("utf-8", "replace")) if e.url is not None else "none" for e in mine
+    )
+    raise PinError(f"enclave 0x{public_key.hex()} is registered for {urls}, not for {url}")
+
+
+class _NodeRpc:
+    """Plain HTTP JSON-RPC to the node: what reading the registry needs, without the metadata a
+    `ChainClient` loads."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+
+    def rpc(self, method: str, params: list[Any] | None = None, what: str = "request") -> Any:
+        return rpc_call(self.url, method, params, self.timeout)
+
+
+def pin_enclave(
+    node_url: str, worker_url: str, mrenclave: bytes | None = None, timeout: float = _PIN_TIMEOUT
+) -> PinnedEnclave:
+    """Tie the worker's certificate to the enclave registry (see the module docstring); with
+    `mrenclave`, the registered enclave must also run that code."""
+    from integritee.cli.tee_commands import sovereign_enclaves
+
+    der = fetch_certificate(worker_url, timeout)
+    public_key = certificate_ed25519_key(der)
+    try:
+        # sovereign_enclaves only calls `rpc` of its chain argument
+        enclaves = sovereign_enclaves(_NodeRpc(node_url, timeout))  # type: ignore[arg-type]
+    except (RpcError, RpcConnectionError, TimeoutError, OSError) as e:
+        raise PinError(
+            f"cannot read the enclave registry from the node at {node_url}: {e}"
+        ) from None
+    entry = registered_enclave_for(enclaves, public_key, worker_url)
+    if mrenclave is not None and entry.mrenclave != bytes(mrenclave):
+        raise PinError(
+            f"the enclave registered for {worker_url} runs MRENCLAVE {to_b58(entry.mrenclave)}, "
+            f"not {to_b58(mrenclave)}"
+        )
+    return PinnedEnclave(worker_url, der, public_key, entry.mrenclave)
+
+
+def format_sidechain_header(header: dict[str, Any]) -> str:
+    """A sidechain header as the original prints it (Rust's Debug of `SidechainHeader`)."""
+    return (
+        f"SidechainHeader {{ parent_hash: {to_hex(header['parent_hash'])}, "
+        f"block_number: {header['block_number']}, shard_id: {to_hex(header['shard_id'])}, "
+        f"block_data_hash: {to_hex(header['block_data_hash'])}, "
+        f"next_finalization_block_number: {header['next_finalization_block_number']} }}"
     )

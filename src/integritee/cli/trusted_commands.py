@@ -12,13 +12,21 @@ does not credit enclave-bridge shielding, and the funds would be stranded in the
 - `balance`, `nonce`: the trusted getter `account_info`, signed by the account (or by
   `--session-proxy`); print `data.free` / `nonce` only;
 - `transfer`, `unshield-funds [-e]`: trusted calls. The nonce comes from the account's getter;
-  the call is signed over mrenclave and shard, wrapped as `TrustedOperation::indirect_call`,
-  encrypted to the shielding key and sent with `EnclaveBridge.invoke` signed by `--xt-signer`;
-  then the command waits (at most 10 blocks) for the enclave's `ProcessedParentchainBlock` of
-  the invocation block. `--direct` needs the sidechain, which this version does not have: it is
-  refused with a clear message;
+  the call is signed over mrenclave and shard. Indirect (default): wrapped as
+  `TrustedOperation::indirect_call`, encrypted to the shielding key and sent with
+  `EnclaveBridge.invoke` signed by `--xt-signer`; then the command waits (at most 10 blocks) for
+  the enclave's `ProcessedParentchainBlock` of the invocation block. Direct (`--direct`): a
+  `direct_call` submitted to the worker, printing `Trusted call 0x<top hash> is <Status>` per
+  status update until a final one; a call that ends Invalid, Dropped or Usurped fails the
+  command. The worker's TLS key is first pinned against the enclave registry on the node
+  (`trusted_client.pin_enclave`): when it matches, the connection accepts only that certificate
+  and the call goes without RSA (`author_submitAndWatchTrustedOperation`, unless `--rsa`), and
+  a MRENCLAVE not given with `-m` is the registry's; otherwise (a warning says why) the call is
+  RSA-encrypted to `author_submitAndWatchExtrinsic` over an unverified connection, as the
+  original does;
 - `get-fingerprint [-x]`, `get-shard [-x] [-a]`, `get-shard-vault` (ss58), `get-total-issuance`,
-  `version`.
+  `get-sidechain-header` (the original's Debug form of the latest header), `version`;
+- `benchmark` (module `integritee.cli.benchmark`).
 
 Output lines follow the original CLI; commands whose result scripts read print only that result.
 `register(group)` adds `shield-funds` and the `trusted` group to the main group.
@@ -37,12 +45,20 @@ from integritee.cli.chain_client import ChainClient
 from integritee.cli.context import BALANCE, KEYSTORE_PATH, CliConfig, CliError, pass_config
 from integritee.cli.keystore import ED25519_KEY_TYPE, SR25519_KEY_TYPE, LocalKeystore
 from integritee.cli.trusted_client import (
+    FAILED_STATUSES,
+    DirectCallFailed,
+    DirectSubmitter,
+    PinError,
+    PinnedEnclave,
     ProcessedBlock,
     TrustedClient,
     WorkerError,
     b58_hash,
     encrypt_operation,
+    format_sidechain_header,
     invoke_request,
+    pin_enclave,
+    status_line,
     to_b58,
     wait_for_processed_block,
 )
@@ -55,12 +71,12 @@ from integritee.trusted.calls import (
     balance_unshield,
     balance_unshield_through_enclave_bridge_pallet,
     sign_call,
+    trusted_operation_hash,
 )
 
 log = logging.getLogger("integritee.cli")
 
 TRUSTED_KEYSTORE_PATH = "my_trusted_keystore"
-DIRECT_UNAVAILABLE = "direct invocation needs the sidechain (not available in this version)"
 _STATUS_NAMES = {"in_block": "InBlock", "inBlock": "InBlock", "finalized": "Finalized"}
 
 
@@ -85,13 +101,49 @@ class TrustedArgs:
     shard_arg: bytes | None = None
     xt_signer: str = "//Alice"
     direct: bool = False
+    rsa: bool = False
     _client: TrustedClient | None = field(default=None, repr=False)
     _mrenclave: bytes | None = field(default=None, repr=False)
+    _pinned: PinnedEnclave | None = field(default=None, repr=False)
+    _pin_tried: bool = field(default=False, repr=False)
+
+    def pinned(self) -> PinnedEnclave | None:
+        """The worker's enclave, pinned against the registry (tried once; None if it fails)."""
+        if not self._pin_tried:
+            self._pin_tried = True
+            endpoint = self.config.worker_endpoint
+            try:
+                self._pinned = pin_enclave(self.config.node_endpoint, endpoint, self.mrenclave_arg)
+            except PinError as e:
+                log.warning(
+                    "the worker's TLS key is not pinned (%s): direct calls are RSA-encrypted "
+                    "over an unverified connection",
+                    e.message,
+                )
+            else:
+                log.info(
+                    "pinned the TLS key of %s: registered enclave %s (MRENCLAVE %s)",
+                    endpoint,
+                    ss58(self._pinned.public_key),
+                    to_b58(self._pinned.mrenclave),
+                )
+        return self._pinned
 
     def client(self) -> TrustedClient:
         if self._client is None:
-            self._client = TrustedClient(self.config.worker_endpoint)
+            # direct calls carry the signed operation: connect to the pinned enclave if possible
+            pinned = self.pinned() if self.direct else None
+            ssl = pinned.ssl_context() if pinned is not None else False
+            self._client = TrustedClient(self.config.worker_endpoint, ssl=ssl)
         return self._client
+
+    def submitter(self) -> DirectSubmitter:
+        """Direct calls go without RSA over a pinned connection (unless `--rsa`)."""
+        self.client()
+        if self._pinned is not None and not self.rsa:
+            log.info("submitting without RSA over the pinned connection")
+            return DirectSubmitter(self.shard())
+        return DirectSubmitter(self.shard(), self.client().shielding_key())
 
     def close(self) -> None:
         if self._client is not None:
@@ -101,6 +153,9 @@ class TrustedArgs:
     def mrenclave(self) -> bytes:
         if self.mrenclave_arg is not None:
             return self.mrenclave_arg
+        pinned = self.pinned() if self.direct else None
+        if pinned is not None:
+            return pinned.mrenclave  # the registry's, not the worker's word
         if self._mrenclave is None:
             log.warning(
                 "no --mrenclave argument provided; fetching the enclave fingerprint from the "
@@ -127,17 +182,35 @@ class TrustedArgs:
         info = self.client().account_info(self.shard(), account, signer)
         return 0 if info is None else info.nonce
 
-    def require_indirect(self) -> None:
-        if self.direct:
-            raise CliError(DIRECT_UNAVAILABLE)
-
 
 pass_trusted = click.make_pass_decorator(TrustedArgs)
 
 
 def send_trusted_call(args: TrustedArgs, call: EnumValue, signer: Keypair, nonce: int) -> None:
+    """Sign `call` and have it executed, directly or indirectly as `--direct` says."""
+    if args.direct:
+        send_direct_call(args, call, signer, nonce)
+    else:
+        send_indirect_call(args, call, signer, nonce)
+
+
+def send_direct_call(args: TrustedArgs, call: EnumValue, signer: Keypair, nonce: int) -> None:
+    """Submit `call` to the worker and print its statuses until a final one."""
+    submitter = args.submitter()
+    top = sign_call(call, signer, nonce, args.mrenclave(), args.shard()).into_trusted_operation(
+        direct=True
+    )
+
+    def show(top_hash: bytes, status: EnumValue) -> None:
+        click.echo(status_line(top_hash, status))
+
+    final = args.client().submit_and_watch(submitter, top, show)
+    if final.name in FAILED_STATUSES:
+        raise DirectCallFailed(trusted_operation_hash(top), final)
+
+
+def send_indirect_call(args: TrustedArgs, call: EnumValue, signer: Keypair, nonce: int) -> None:
     """Sign `call` and have it executed through `EnclaveBridge.invoke` (indirect invocation)."""
-    args.require_indirect()
     mrenclave, shard = args.mrenclave(), args.shard()
     top = sign_call(call, signer, nonce, mrenclave, shard).into_trusted_operation(direct=False)
     cyphertext = encrypt_operation(args.client().shielding_key(), top)
@@ -241,7 +314,14 @@ def shield_funds(
     "-a", "--xt-signer", default="//Alice", show_default=True,
     help="Signer of the publicly observable parentchain extrinsic (indirect calls).",
 )  # fmt: skip
-@click.option("-d", "--direct", is_flag=True, help="Direct invocation (needs the sidechain).")
+@click.option(
+    "-d", "--direct", is_flag=True,
+    help="Direct invocation: submit trusted calls to the worker and watch their status.",
+)  # fmt: skip
+@click.option(
+    "--rsa", is_flag=True,
+    help="RSA-encrypt direct calls even when the worker's enclave key is pinned.",
+)  # fmt: skip
 @click.pass_context
 def trusted(
     ctx: click.Context,
@@ -249,10 +329,11 @@ def trusted(
     shard: bytes | None,
     xt_signer: str,
     direct: bool,
+    rsa: bool,
 ) -> None:
     """Commands for the sidechain (incognito accounts, trusted calls and getters)."""
     args = TrustedArgs(
-        ctx.find_object(CliConfig) or CliConfig(), mrenclave, shard, xt_signer, direct
+        ctx.find_object(CliConfig) or CliConfig(), mrenclave, shard, xt_signer, direct, rsa
     )
     ctx.obj = args
     ctx.call_on_close(args.close)
@@ -322,7 +403,6 @@ def transfer(
     session_proxy: str | None,
 ) -> None:
     """Transfer AMOUNT from the incognito account FROM to TO (optionally with a NOTE)."""
-    args.require_indirect()
     who, signer = args.signer(sender, session_proxy)
     to_id = resolve_account_id(to)
     log.info("from ss58 is %s", ss58(who))
@@ -359,7 +439,6 @@ def unshield_funds(
     session_proxy: str | None,
 ) -> None:
     """Unshield AMOUNT from the incognito account FROM to the parentchain account TO."""
-    args.require_indirect()
     who, signer = args.signer(sender, session_proxy)
     to_id = resolve_account_id(to)
     click.echo(
@@ -419,6 +498,13 @@ def get_total_issuance(args: TrustedArgs) -> None:
     click.echo(args.client().total_issuance(args.shard()))
 
 
+@trusted.command("get-sidechain-header")
+@pass_trusted
+def get_sidechain_header(args: TrustedArgs) -> None:
+    """Print the worker's latest sidechain block header."""
+    click.echo(format_sidechain_header(args.client().sidechain_header()))
+
+
 @trusted.command("version")
 @pass_trusted
 def version(args: TrustedArgs) -> None:
@@ -427,5 +513,9 @@ def version(args: TrustedArgs) -> None:
 
 
 def register(group: click.Group) -> None:
+    # imported here: the benchmark module builds on this one's TrustedArgs
+    from integritee.cli.benchmark import benchmark
+
+    trusted.add_command(benchmark)
     group.add_command(shield_funds)
     group.add_command(trusted)

@@ -18,6 +18,7 @@ from typing import Any
 from integritee.attestation import SimDcapProvider, SkipProvider
 from integritee.attestation.providers import GramineDcapProvider
 from integritee.codec.scale import EnumValue
+from integritee.crypto.hashing import blake2_256
 from integritee.crypto.keys import Keypair
 from integritee.crypto.sealing import SealingError, SealingKeyProvider, seal, unseal
 from integritee.rpc.client import RpcClient
@@ -44,6 +45,7 @@ from integritee.teeio.messages import (
     from_json,
     to_json,
 )
+from integritee.trusted.calls import TrustedOperation
 from integritee.trusted.sidechain import SignedBlockCodec
 
 from .keys import EnclaveKeys
@@ -305,7 +307,12 @@ class Enclave:
         for block in verified:
             if not shard.initialized:
                 continue
-            effects = shard.process_block(block, self.keys.shielding, self.keys.signing)
+            effects = shard.process_block(
+                block,
+                self.keys.shielding,
+                self.keys.signing,
+                self._pool_submit if self.sidechain else None,
+            )
             birth = (block.number, block.hash)
             for pcall in effects.parentchain_calls:
                 extrinsics.append(self._payout(pcall, request.chain, birth))
@@ -389,6 +396,34 @@ class Enclave:
             vault=shard.vault(),
             extrinsics=extrinsics,
         )
+
+    # --- indirect invocation into the pool (sidechain mode)
+    @property
+    def _pool_submit(self) -> Any:
+        enclave = self
+
+        class PoolSubmit:
+            def __call__(self, tcs: Any) -> None:
+                state = enclave.shard_runtime.state if enclave.shard_runtime else None
+                assert state is not None and enclave.stf is not None
+                top = tcs.into_trusted_operation(False)
+                encoded = TrustedOperation.encode(top)
+                nonce = enclave.stf.account_nonce(state, tcs.sender)
+                enclave.pool.submit(
+                    blake2_256(encoded), tcs, len(encoded), nonce, None, direct=False
+                )
+
+            def sign_enclave_call(self, state: Any, shard: bytes, call: Any, key: Keypair) -> Any:
+                # the enclave's own calls already waiting in the pool come first
+                pending = sum(
+                    1
+                    for op in enclave.pool.ready() + enclave.pool.future()
+                    if op.sender == key.public_key
+                )
+                assert enclave.stf is not None
+                return enclave.stf.sign_enclave_call(state, shard, call, key, pending=pending)
+
+        return PoolSubmit()
 
     # --- direct invocation
     def submit_operation(self, top_hash: bytes, tcs: Any, size: int, watcher: Any) -> str:
@@ -518,7 +553,17 @@ class Enclave:
                 return None
             return outcome
 
-        produced = sidechain.propose(slot, lc.last_hash, self.pool.ready(), execute, deadline)
+        def record_parentchain_head() -> None:
+            stf.update_parentchain_block(state, "Integritee", lc.last_header)
+
+        produced = sidechain.propose(
+            slot,
+            lc.last_hash,
+            self.pool.ready(),
+            execute,
+            deadline,
+            prelude=record_parentchain_head,
+        )
         info = sidechain.import_block(produced.block)
         sidechain.commit(produced.block, info)
         self.pool.on_executed(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from integritee.codec.scale import ScaleDecodeError
 from integritee.crypto.hashing import blake2_256
@@ -63,6 +63,16 @@ class BlockEffects:
     relevant: bool = False
 
 
+class Submit(Protocol):
+    """Where extracted calls go in sidechain mode: the operation pool."""
+
+    def __call__(self, tcs: TrustedCallSigned) -> None: ...
+
+    def sign_enclave_call(
+        self, state: Any, shard: bytes, call: Any, enclave: Keypair
+    ) -> TrustedCallSigned: ...
+
+
 class Shard:
     def __init__(self, shard: bytes, db: KVStore, state_key: bytes, stf: Stf) -> None:
         self.shard = shard
@@ -70,6 +80,7 @@ class Shard:
         self.state_key = state_key
         self.stf = stf
         self.state: ShardState | None = None
+        self._submit: Submit | None = None
 
     # --- life cycle
     def load(self) -> bool:
@@ -115,12 +126,20 @@ class Shard:
 
     # --- indirect invocation
     def process_block(
-        self, block: VerifiedBlock, shielding: ShieldingKey, enclave: Keypair
+        self,
+        block: VerifiedBlock,
+        shielding: ShieldingKey,
+        enclave: Keypair,
+        submit: Submit | None = None,
     ) -> BlockEffects:
+        """Extract the block's calls for this shard. Without `submit` they execute on the state at
+        once (before the sidechain runs); with it they go to the operation pool and execute in the
+        next sidechain block, so every state change is in a block peers can import."""
         effects = BlockEffects()
         state = self.state
         if state is None or block.number <= self.creation_number():
             return effects
+        self._submit = submit
         vault = self.vault()
         for index, xt in enumerate(block.extrinsics):
             if not block.success[index]:
@@ -143,13 +162,31 @@ class Shard:
                     call = balance_shield(
                         enclave.public_key, bytes(fields["from"]), fields["amount"], PARENTCHAIN
                     )
-                    self._record(
-                        self.stf.execute_indirect(state, self.shard, call, enclave),
-                        effects,
-                        "vault shield",
-                    )
-        self.stf.update_parentchain_block(state, PARENTCHAIN, block.header)
+                    self._run_enclave_call(call, enclave, effects, "vault shield")
+        if submit is None:
+            self.stf.update_parentchain_block(state, PARENTCHAIN, block.header)
         return effects
+
+    def _run_enclave_call(
+        self, call: Any, enclave: Keypair, effects: BlockEffects, what: str
+    ) -> None:
+        assert self.state is not None
+        if self._submit is None:
+            self._record(
+                self.stf.execute_indirect(self.state, self.shard, call, enclave), effects, what
+            )
+            return
+        tcs = self._submit.sign_enclave_call(self.state, self.shard, call, enclave)
+        self._queue(tcs, effects, what)
+
+    def _queue(self, tcs: TrustedCallSigned, effects: BlockEffects, what: str) -> None:
+        assert self._submit is not None
+        try:
+            self._submit(tcs)
+        except Exception as e:  # the pool refused it (duplicate, stale): logged, nothing else
+            log.info("%s not queued: %s", what, e)
+            return
+        effects.executed.append(tcs.call_hash())
 
     def _invoke(
         self, cyphertext: bytes, shielding: ShieldingKey, effects: BlockEffects, number: int
@@ -167,6 +204,9 @@ class Shard:
             tcs = TrustedCallSigned.decode(plain[1:])
         except (ScaleDecodeError, ValueError) as e:
             log.warning("block #%d: invoke payload does not decode, ignored: %s", number, e)
+            return
+        if self._submit is not None:
+            self._queue(tcs, effects, "indirect call")
             return
         self._record(self.stf.execute(self.state, self.shard, tcs), effects, "indirect call")
 
@@ -192,11 +232,7 @@ class Shard:
             )
             return
         call = balance_shield_through_enclave_bridge_pallet(enclave.public_key, who, args["amount"])
-        self._record(
-            self.stf.execute_indirect(self.state, self.shard, call, enclave),
-            effects,
-            "bridge shield",
-        )
+        self._run_enclave_call(call, enclave, effects, "bridge shield")
 
     def _record(self, outcome: Any, effects: BlockEffects, what: str) -> None:
         if outcome.rejected:

@@ -102,11 +102,16 @@ class Sidechain:
         operations: list[Any],
         execute: Callable[[Any], Any],
         deadline: float,
+        prelude: Callable[[], None] | None = None,
     ) -> Produced:
-        """Execute operations until the deadline and build this slot's block (state not committed)."""
+        """Execute operations until the deadline and build this slot's block (state not committed).
+
+        `prelude` runs first inside the block (e.g. recording the parentchain head in the state)."""
         state = self.shard.state
         assert state is not None
         apriori = state.root()
+        if prelude is not None:
+            prelude()
         executed: list[bytes] = []
         calls: list[ParentchainCall] = []
         for op in operations:

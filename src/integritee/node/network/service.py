@@ -68,6 +68,7 @@ HANDSHAKE_TIMEOUT = 5.0
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_ORPHANS = 256
 MAX_LEARNED_TARGETS = 64
+MAX_PENDING_HANDSHAKES = 64
 
 
 @dataclass
@@ -112,6 +113,7 @@ class Network:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._next_request = 1
+        self._handshaking = 0
         self._sync_from: int | None = None
         self._orphans: OrderedDict[bytes, tuple[Block, bytes | None]] = OrderedDict()
         self._pending_justifications: OrderedDict[bytes, bytes] = OrderedDict()
@@ -208,10 +210,14 @@ class Network:
 
     # --- connections
     async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self.peers) >= self.config.max_peers:
+        if len(self.peers) >= self.config.max_peers or self._handshaking >= MAX_PENDING_HANDSHAKES:
             writer.close()
             return
-        await self._handshake(reader, writer, inbound=True, expected=None)
+        self._handshaking += 1
+        try:
+            await self._handshake(reader, writer, inbound=True, expected=None)
+        finally:
+            self._handshaking -= 1
 
     async def _dial(self, target: _Target) -> None:
         addr = target.address
