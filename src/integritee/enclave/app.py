@@ -21,6 +21,7 @@ from integritee.codec.scale import EnumValue
 from integritee.crypto.hashing import blake2_256
 from integritee.crypto.keys import Keypair
 from integritee.crypto.sealing import SealingError, SealingKeyProvider, seal, unseal
+from integritee.parentchain.tee_types import SidechainBlockConfirmation
 from integritee.rpc.client import RpcClient
 from integritee.rpc.errors import RpcError
 from integritee.rpc.server import RpcServer
@@ -46,7 +47,7 @@ from integritee.teeio.messages import (
     to_json,
 )
 from integritee.trusted.calls import TrustedOperation
-from integritee.trusted.sidechain import SignedBlockCodec
+from integritee.trusted.sidechain import FINALIZATION_INTERVAL, SignedBlockCodec
 
 from .keys import EnclaveKeys
 from .light_client import SEAL_LABEL, LightClient, LightClientError, ParentchainBlockInput
@@ -583,10 +584,34 @@ class Enclave:
             Ocall.STORE_SIDECHAIN_BLOCKS, SidechainBlocks([SignedBlockCodec.encode(produced.block)])
         )
         chain = self._chain
-        if produced.parentchain_calls and chain is not None:
-            birth = (lc.last_number, lc.last_hash)
-            extrinsics = [self._payout(c, chain, birth) for c in produced.parentchain_calls]
+        if chain is None:
+            return
+        birth = (lc.last_number, lc.last_hash)
+        extrinsics = [self._payout(c, chain, birth) for c in produced.parentchain_calls]
+        if info.number % FINALIZATION_INTERVAL == 0:
+            extrinsics.append(self._finalization_candidate(info, chain, birth))
+        if extrinsics:
             await self.ocall(Ocall.SEND_EXTRINSICS, Extrinsics(extrinsics))
+
+    def _finalization_candidate(
+        self, info: Any, chain: ChainInfo, birth: tuple[int, bytes]
+    ) -> bytes:
+        """Every FINALIZATION_INTERVAL blocks the primary confirms a block on the parentchain,
+        naming the previous confirmation as its ancestor (Sidechain.confirm_imported_sidechain_block)."""
+        key = b"sidechain/confirmed/" + self.shard
+        raw = self.db.get(key)
+        ancestor = None if raw is None else SidechainBlockConfirmation.decode(raw)
+        candidate = {"block_number": info.number, "block_header_hash": info.hash}
+        call = self.tx.call(
+            "Sidechain",
+            "confirm_imported_sidechain_block",
+            shard=self.shard,
+            latest_finalized_ancestor=ancestor,
+            finalization_candidate=candidate,
+        )
+        self.db.put(key, SidechainBlockConfirmation.encode(candidate))
+        log.info("sidechain block #%d proposed for finalization on the parentchain", info.number)
+        return self.tx.sign(call, chain, era_birth=birth)
 
     def import_sidechain_blocks(self, blocks: list[dict[str, Any]]) -> None:
         """Blocks from peers (sidechain_importBlock): verified and applied in order."""
