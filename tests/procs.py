@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,12 @@ class ValidateerProcess:
     http_port: int = field(default_factory=free_port)
     mu_ra_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    # optional: `--slot-duration-ms` of `run` (None: the service's default)
+    slot_duration_ms: int | None = None
+    # optional: `--enable-metrics -i <port>` (None: no metrics server)
+    metrics_port: int | None = None
+    # optional: more flags for `run` (after the ones `start` always passes)
+    run_flags: list[str] = field(default_factory=list)
 
     @property
     def data_dir(self) -> Path:
@@ -179,6 +186,11 @@ class ValidateerProcess:
             str(self.http_port),
             "-r",
             str(self.mu_ra_port),
+            *(
+                ["--enable-metrics", "-i", str(self.metrics_port)]
+                if self.metrics_port is not None
+                else []
+            ),
             *subcommand,
         ]
 
@@ -191,6 +203,12 @@ class ValidateerProcess:
             self.attestation,
             "--parentchain-sync-batch",
             str(self.sync_batch),
+            *(
+                ["--slot-duration-ms", str(self.slot_duration_ms)]
+                if self.slot_duration_ms is not None
+                else []
+            ),
+            *self.run_flags,
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process for its lifetime
         self.proc = subprocess.Popen(
@@ -202,6 +220,27 @@ class ValidateerProcess:
         if wait:
             self.wait_initialized(timeout)
         return self
+
+    @property
+    def untrusted_url(self) -> str:
+        return f"ws://127.0.0.1:{self.untrusted_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.metrics_port is not None, "started without a metrics port"
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def http_status(self) -> int | None:
+        """The status of GET /is_initialized (200 or 404), None while nothing answers."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}/is_initialized", timeout=2
+            ) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+        except OSError:
+            return None
 
     def is_initialized(self) -> bool:
         try:
@@ -233,6 +272,13 @@ class ValidateerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log()[-chars:]
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

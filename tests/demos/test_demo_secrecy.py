@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from procs import NodeProcess, ValidateerProcess
 
 from integritee.crypto.keys import Keypair
+from procs import NodeProcess, ValidateerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,9 @@ CLI = [str(Path(sys.executable).parent / "integritee-cli")]
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, ValidateerProcess]]:
+def network(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[NodeProcess, ValidateerProcess]]:
     node = NodeProcess(tmp_path_factory.mktemp("snode"), block_time_ms=300)
     validateer = ValidateerProcess(tmp_path_factory.mktemp("sworker"), node.rpc_port)
     try:
@@ -53,7 +55,16 @@ def test_shielded_account_is_not_readable_at_rest(
     vault = cli(node, v, tmp_path, "trusted", "get-shard-vault").splitlines()[-1].strip()
     cli(node, v, tmp_path, "transfer", "//Alice", vault, str(6 * UNIT))
     # the sender on L1 is //Alice; move the shielded funds to the secret account inside the enclave
-    cli(node, v, tmp_path, "trusted", "transfer", "//Alice", "//SecretIncognitoForGrep", str(2 * UNIT))
+    cli(
+        node,
+        v,
+        tmp_path,
+        "trusted",
+        "transfer",
+        "//Alice",
+        "//SecretIncognitoForGrep",
+        str(2 * UNIT),
+    )
     deadline = time.monotonic() + 60
     balance = 0
     while time.monotonic() < deadline:
@@ -62,7 +73,9 @@ def test_shielded_account_is_not_readable_at_rest(
             break
         time.sleep(0.5)
     assert balance == 2 * UNIT
-    time.sleep(1.5)  # at least one sidechain block and one parentchain sync batch after the transfer
+    time.sleep(
+        1.5
+    )  # at least one sidechain block and one parentchain sync batch after the transfer
     blob = b"".join(p.read_bytes() for p in v.data_dir.rglob("*") if p.is_file())
     assert len(blob) > 10_000  # the state, blocks and keys are there, encrypted
     assert secret.public_key not in blob

@@ -98,10 +98,10 @@ def test_demo1_enclave_bridge_flow() -> None:
     assert outcome.ok, outcome.error
     assert free(stf, state, ALICE_INCOGNITO) == 3 * U - shield_fee - U // 100 - 3 * U // 100
     assert abs(free(stf, state, ALICE_INCOGNITO) - 3 * U) < U // 5
+    # the payout is named by the signed call (nonce included), so identical unshields differ
+    assert outcome.call_hash != blake2_256(T.TrustedCall.encode(call))
     assert outcome.parentchain_calls == [
-        UnshieldThroughEnclaveBridge(
-            SHARD, FERDIE.public_key, U, blake2_256(T.TrustedCall.encode(call)), None
-        )
+        UnshieldThroughEnclaveBridge(SHARD, FERDIE.public_key, U, outcome.call_hash, None)
     ]
     encoded = outcome.parentchain_calls[0].encode_call(
         lambda p, c: {"EnclaveBridge": b"\x36\x03"}[p]

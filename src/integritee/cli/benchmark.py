@@ -225,7 +225,9 @@ async def _client_run(
         status = await call.wait_for(lambda s: s.name == "Submitted", timeout=setup.watch_timeout)
         if status.name == "Submitted":
             tx.submitted = call.time_of("Submitted")
-        if wait_for_confirmation or i == iterations - 1 or status.name in FAILED_STATUSES:
+        # without -w the transfers are only collected: the last one is waited for below, after
+        # its predecessors (as the original waits for the last one)
+        if wait_for_confirmation or status.name in FAILED_STATUSES:
             if call.final is None:
                 status = await call.wait_final(timeout=setup.watch_timeout)
             if status.name == "InSidechainBlock":
@@ -235,12 +237,18 @@ async def _client_run(
                 break  # later nonces of this account cannot execute
         else:
             pending.append((call, tx))
-    for call, tx in pending:
+    for position, (call, tx) in enumerate(pending):
         status = await call.wait_final(timeout=setup.watch_timeout)
         if status.name == "InSidechainBlock":
             tx.confirmed = call.time_of("InSidechainBlock")
         else:
             result.failures.append(_failure(who, call, status))
+            # the later nonces wait for this one forever: do not wait for them
+            if position + 1 < len(pending):
+                result.failures.append(
+                    f"{who}: {len(pending) - position - 1} later transfer(s) cannot execute"
+                )
+            break
     info = await fetch_account_info(connection, setup.shard, account.public_key, account)
     executed = 0 if info is None else info.nonce
     if executed != nonce:

@@ -10,7 +10,9 @@
 - `wait_for_processed_block`: after an `EnclaveBridge.invoke` is InBlock, scan the following
   parentchain blocks (at most `TIMEOUT_BLOCKS`) for the `EnclaveBridge.ProcessedParentchainBlock`
   event of the shard that names the invocation block. Blocks are read by number, so a confirmation
-  that lands before a subscription would have started is not missed.
+  that lands before a subscription would have started is not missed. The enclave confirms every
+  block with traffic for its shard; `require_executed` tells an ignored invocation (a zero merkle
+  root of executed calls) from an executed one.
 - Direct invocation (`submit_and_watch`, `WatchedCall`): a signed `direct_call` goes to the
   worker's `author_submitAndWatchExtrinsic` (RSA-encrypted) or, over a pinned connection,
   `author_submitAndWatchTrustedOperation` (plain SCALE, no RSA); the reply is the top hash (the
@@ -386,7 +388,19 @@ def processed_block_of(attributes: Any) -> ProcessedBlock:
 
 
 class ConfirmationError(CliError):
-    """The enclave did not confirm the invocation block."""
+    """The enclave did not confirm the invocation block, or executed nothing from it."""
+
+
+def require_executed(processed: ProcessedBlock) -> ProcessedBlock:
+    """A confirmation whose merkle root of executed calls is the zero hash executed nothing:
+    the enclave ignored the invocation (undecryptable, or the operation was rejected)."""
+    if processed.trusted_calls_merkle_root == bytes(HASH_LEN):
+        raise ConfirmationError(
+            f"the enclave confirmed the invocation block #{processed.block_number} without "
+            "executing any trusted call from it: the operation was rejected or could not be "
+            "decrypted (see the validateer's log)"
+        )
+    return processed
 
 
 def wait_for_processed_block(

@@ -15,7 +15,8 @@ does not credit enclave-bridge shielding, and the funds would be stranded in the
   the call is signed over mrenclave and shard. Indirect (default): wrapped as
   `TrustedOperation::indirect_call`, encrypted to the shielding key and sent with
   `EnclaveBridge.invoke` signed by `--xt-signer`; then the command waits (at most 10 blocks) for
-  the enclave's `ProcessedParentchainBlock` of the invocation block. Direct (`--direct`): a
+  the enclave's `ProcessedParentchainBlock` of the invocation block, which fails the command when
+  its merkle root says nothing was executed (an ignored invocation). Direct (`--direct`): a
   `direct_call` submitted to the worker, printing `Trusted call 0x<top hash> is <Status>` per
   status update until a final one; a call that ends Invalid, Dropped or Usurped fails the
   command. The worker's TLS key is first pinned against the enclave registry on the node
@@ -58,6 +59,7 @@ from integritee.cli.trusted_client import (
     format_sidechain_header,
     invoke_request,
     pin_enclave,
+    require_executed,
     status_line,
     to_b58,
     wait_for_processed_block,
@@ -236,7 +238,7 @@ def send_indirect_call(args: TrustedArgs, call: EnumValue, signer: Keypair, nonc
         def show(event: ProcessedBlock) -> None:
             click.echo(f"EnclaveBridge::{event}")
 
-        wait_for_processed_block(chain, shard, result.block_hash, on_event=show)
+        require_executed(wait_for_processed_block(chain, shard, result.block_hash, on_event=show))
 
 
 # ---------------------------------------------------------------------------------------------
