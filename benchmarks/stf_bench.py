@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from integritee.crypto.keys import Keypair
-from integritee.enclave.stf import types as T
 from integritee.enclave.stf.executor import Stf
 from integritee.enclave.stf.runtime import Runtime
 from integritee.enclave.stf.state import ShardState
 from integritee.storage.kv import KVStore
+from integritee.trusted import calls as T
 
 U = 10**12
 MRENCLAVE = bytes(range(32))

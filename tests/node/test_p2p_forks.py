@@ -207,3 +207,23 @@ def test_grandpa_keys_are_the_chain_spec_authorities(node: Node) -> None:
     authorities, set_id = node.finality_set()
     assert authorities == [GRANDPA["Alice"].public_key, GRANDPA["Bob"].public_key]
     assert set_id == 0
+
+
+def test_a_malformed_pre_digest_is_a_bad_block(node: Node, tmp_path: Path) -> None:
+    a = RemoteChain(tmp_path / "digest", SPEC)
+    try:
+        good = a.author()
+        h = good.header
+        broken = Header(
+            h.parent_hash,
+            h.number,
+            h.state_root,
+            h.extrinsics_root,
+            [h.digest[0]._replace(value=(b"aura", b"\x01"))],
+        )
+        seal_header(broken, AURA["Alice"])
+        with pytest.raises(BadBlock):
+            node.import_block(Block(broken, good.extrinsics))
+        assert node.chain.best_number == 0
+    finally:
+        a.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class Enclave:
         self.pool = TopPool()
         self.sidechain: Sidechain | None = None
         self._slot_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self.sealed_dir = data_dir / "sealed"
         self.keys = EnclaveKeys.load_or_create(self.sealed_dir, sealing)
         self.mrenclave = mrenclave()
@@ -153,6 +155,8 @@ class Enclave:
             self.stf = Stf(self.mrenclave, dev=dev)
             self.shard_runtime = Shard(self.shard, self.db, self.keys.state_key, self.stf)
             if self.shard_runtime.load():
+                # the loaded state is long-lived: keep it out of full GC passes (pauses at 100k accounts)
+                gc.freeze()
                 self.role = "primary"
                 log.info(
                     "shard state loaded (created at parentchain #%d)",
@@ -312,7 +316,7 @@ class Enclave:
                 block,
                 self.keys.shielding,
                 self.keys.signing,
-                self._pool_submit if self.sidechain else None,
+                self._pool_submit if self._sidechain_mode(shard) else None,
             )
             birth = (block.number, block.hash)
             for pcall in effects.parentchain_calls:
@@ -507,9 +511,21 @@ class Enclave:
             )
         return self.status()
 
+    def _sidechain_mode(self, shard: Shard) -> bool:
+        """Once the shard has sidechain blocks, every state change must go through one (also
+        while the sidechain restarts after a reboot)."""
+        return (
+            self.sidechain is not None or self.db.get(b"sidechain/head/" + shard.shard) is not None
+        )
+
     def _known_l1_block(self, block_hash: bytes) -> bool:
         lc = self.light_client
-        return lc is not None and lc.state_root(block_hash) is not None
+        if lc is None:
+            return False
+        try:
+            return lc.state_root(block_hash) is not None
+        except LightClientError:
+            return False
 
     async def _slot_loop(self) -> None:
         assert self.sidechain is not None
@@ -618,12 +634,24 @@ class Enclave:
         if self.sidechain is None:
             raise ValueError("the sidechain is not running")
         stf, state = self.stf, self.shard_runtime.state if self.shard_runtime else None
-        for block in blocks:
-            info = self.sidechain.import_block(block)
-            self.sidechain.commit(block, info)
-            if stf is not None and state is not None:
-                tops = [bytes(h) for h in block["block"]["block_data"]["signed_top_hashes"]]
-                self.pool.on_executed(tops, info.hash, lambda who: stf.account_nonce(state, who))
+        imported: list[bytes] = []
+        try:
+            for block in blocks:
+                info = self.sidechain.import_block(block)
+                self.sidechain.commit(block, info)
+                imported.append(SignedBlockCodec.encode(block))
+                if stf is not None and state is not None:
+                    tops = [bytes(h) for h in block["block"]["block_data"]["signed_top_hashes"]]
+                    self.pool.on_executed(
+                        tops, info.hash, lambda who: stf.account_nonce(state, who)
+                    )
+        finally:
+            if imported:  # the service keeps every block the enclave accepted
+                task = asyncio.get_running_loop().create_task(
+                    self.ocall(Ocall.STORE_SIDECHAIN_BLOCKS, SidechainBlocks(imported))
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         if self._slot_task is not None:

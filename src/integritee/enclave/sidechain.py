@@ -179,7 +179,11 @@ class Sidechain:
             raise BlockImportError(f"undecryptable state diff: {e}") from None
         if payload["state_hash_apriori"] != state.root():
             raise BlockImportError("apriori state root mismatch")
-        state.apply_changes(dict(payload["state_update"]))
+        try:
+            state.apply_changes(dict(payload["state_update"]))
+        except ValueError as e:  # nothing of a half-applied diff may stay
+            state.discard()
+            raise BlockImportError(f"invalid state diff: {e}") from None
         if state.root() != payload["state_hash_aposteriori"]:
             state.discard()
             raise BlockImportError("aposteriori state root mismatch")

@@ -138,6 +138,8 @@ class TrustedRpc:
     def _watch_handler(self, encrypted: bool) -> Any:
         async def handler(params: Any, sink: Any) -> None:
             top_hash, tcs, size = await self._operation(params, encrypted)
+            if top_hash in self.enclave.pool:
+                raise RpcError(POOL_ERROR, "AlreadyImported: the operation is already in the pool")
             sink.set_id(to_hex(top_hash))
 
             def watcher(status: EnumValue) -> None:
@@ -155,7 +157,7 @@ class TrustedRpc:
         try:
             self.enclave.submit_operation(top_hash, tcs, size, watcher)
         except PoolError as e:
-            raise RpcError(POOL_ERROR, f"{e.kind}: {e}") from None
+            raise RpcError(POOL_ERROR, f"{e.kind}: {e.message}") from None
 
     async def submit_extrinsic(self, params: Any) -> str:
         try:
