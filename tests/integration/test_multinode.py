@@ -26,7 +26,7 @@ from integritee.crypto.keys import Keypair
 from integritee.node.runtime.construct import SPEC_VERSION, TRANSACTION_VERSION, runtime_call
 from integritee.node.runtime.pallets import system
 from integritee.parentchain.extrinsic import sign_and_encode
-from procs import NodeProcess, rpc
+from procs import NodeProcess, ValidateerProcess, rpc
 
 pytestmark = pytest.mark.slow
 
@@ -202,3 +202,31 @@ def test_local_network(tmp_path: Path, network: dict[str, NodeProcess]) -> None:
         assert hash_at(late, k) == h
     for n in network.values():
         assert "Traceback" not in (n.log_path.read_text() if n.log_path else "")
+
+
+def test_validateer_on_its_own_full_node(tmp_path: Path, network: dict[str, NodeProcess]) -> None:
+    """A validateer next to its own full node of a two-authority chain: it registers through
+    that node (the extrinsic travels to the authors) and its light client follows the chain
+    on the justifications the finality gadget produces (Alice's and Bob's precommits)."""
+    alice = network["alice"] = node(tmp_path, "alice", "--alice")
+    bob = network["bob"] = node(tmp_path, "bob", "--bob", bootnodes=(alice,))
+    full = network["full"] = node(tmp_path, "full", bootnodes=(bob,))
+    for n in (alice, bob, full):
+        n.start(wait_blocks=0)
+    wait(lambda: finalized(full)[0] >= 2, 30, "finality", [alice, bob, full])
+    fin = finalized(full)[0]
+    v = ValidateerProcess(tmp_path / "validateer", node_port=full.rpc_port)
+    try:
+        v.start(wait=True, timeout=90)
+        log = v.log()
+        assert "registered the enclave on the parentchain" in log
+        synced = [
+            int(line.split("parentchain sync: #")[1].split()[0])
+            for line in log.splitlines()
+            if "parentchain sync: #" in line
+        ]
+        # Its light client imported the chain up to a block finalized after the registration.
+        assert synced and max(synced) > fin
+        assert "Traceback" not in log
+    finally:
+        v.stop()

@@ -308,11 +308,13 @@ class Node:
             _safe(listener, block, block_hash, True)
 
     def _own_justification(self, header: Header, block_hash: bytes) -> bytes | None:
-        authorities = self.grandpa_authorities()
+        """The sole authority's justification of the block it just built (not yet stored)."""
         key = self.config.finality_key
+        authorities, set_id = self.finality_set()
         if key is None or authorities != [key.public_key]:
             return None
-        set_id = consensus_pallets.CurrentSetId.get(self.chain.head_state)
+        if header.number > 1 and self.set_change_block(header.parent_hash, header.number - 1):
+            return None  # beyond a set change this set has not finalized
         return finality.make_justification(block_hash, header.number, [key], header.number, set_id)
 
     # --- import of blocks from elsewhere (peers; tests)
@@ -329,6 +331,8 @@ class Node:
                     finalized = self.apply_justification(block_hash, justification)
                 except finality.FinalityError as e:
                     raise BadBlock(f"bad justification: {e}") from None
+                except JustificationDeferred:
+                    pass  # beyond a set change not final yet: finality comes by another way
             return ImportOutcome(block_hash, "known", finalized)
         parent = chain.maybe_header(header.parent_hash)
         if parent is None:
@@ -349,7 +353,7 @@ class Node:
             )
             if parent.number > 0 and consensus.block_slot(header) <= consensus.block_slot(parent):
                 raise consensus.ConsensusError("slot not after the parent's slot")
-        except consensus.ConsensusError as e:
+        except (consensus.ConsensusError, ValueError) as e:  # ValueError: a malformed digest
             raise BadBlock(f"block #{header.number}: {e}") from None
         if justification is not None and self.set_change_block(header.parent_hash, parent.number):
             justification = None  # signed by a set we do not know yet: finality comes later
@@ -430,7 +434,7 @@ class Node:
                     _safe(w, {"retracted": "0x" + h.hex()})
         for h in route.retracted:
             for raw in (self.chain.body(h) or [])[1:]:
-                # Included again on the new chain, or no longer valid: either way not re-pooled.
+                # Back to the pool, unless the new chain has it already or it is no longer valid.
                 with contextlib.suppress(Exception):
                     self.submit(raw)
         for h in route.enacted:

@@ -14,7 +14,8 @@
 - Defence: each peer has a score; an invalid block, vote or justification, a malformed message,
   an oversized frame or flooding (token buckets on messages and bytes) bans it for
   `ban_seconds`: it is disconnected and refused, and not redialled. Lesser faults (unsolicited
-  responses, invalid transactions, timeouts) cost points; at -100 the peer is banned.
+  responses, invalid transactions, timeouts) cost points, forgiven at a point a second; at -100
+  the peer is banned.
 """
 
 from __future__ import annotations
@@ -427,6 +428,8 @@ class Network:
             self._last_status = now
             status = self._status()
             for peer in list(self.peers.values()):
+                # Lesser faults are forgiven slowly (1 point a second); bans are not.
+                peer.score = min(0, peer.score + int(self.config.status_interval))
                 self._send(peer, "Status", status)
         self._maybe_sync()
         if self.is_major_syncing() and now - self._last_progress >= 1.0:
