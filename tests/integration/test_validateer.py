@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import base58
 import pytest
 
 from integritee.codec.hexutil import from_hex, to_hex
@@ -71,7 +72,9 @@ def test_kill9_mid_sync_resumes_from_the_last_sealed_batch(
     node: NodeProcess, tmp_path: Path
 ) -> None:
     node.wait_for_block(120, timeout=60)
-    v = ValidateerProcess(tmp_path / "w2", node.rpc_port, sync_batch=10)
+    # its own shard: the first test's validateer is the primary of the default shard (its MRENCLAVE)
+    shard = base58.b58encode(bytes(range(32))).decode()
+    v = ValidateerProcess(tmp_path / "w2", node.rpc_port, sync_batch=10, run_flags=[shard])
     try:
         v.start(wait=False)
         v.wait_initialized()

@@ -382,6 +382,17 @@ class Enclave:
             birth = (lc.last_number, lc.last_hash)
             if vault is not None:
                 extrinsics += self._vault_extrinsics(vault, request.chain, birth)
+            # claim the shard on the parentchain at once: the first confirmation makes this enclave
+            # entry 0 of ShardStatus, so a validateer starting later finds a primary to join
+            claim = self.tx.call(
+                "EnclaveBridge",
+                "confirm_processed_parentchain_block",
+                shard=self.shard,
+                block_hash=lc.last_hash,
+                block_number=lc.last_number,
+                trusted_calls_merkle_root=bytes(32),
+            )
+            extrinsics.append(self.tx.sign(claim, request.chain, era_birth=birth))
             log.info(
                 "primary of new shard, created at parentchain #%d; %s",
                 lc.last_number,

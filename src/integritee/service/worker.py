@@ -235,7 +235,11 @@ class Validateer:
             Ecall.INIT_SHARD, ShardInit(block_hash, proof, self.node.chain), ShardRole
         )  # type: ignore[arg-type]
         for xt in self.role.extrinsics:
-            await self.node.submit(xt, wait="finalized")
+            try:
+                await self.node.submit(xt, wait="finalized")
+            except (SubmissionError, RpcError) as e:
+                # e.g. a shard that is not the enclave's fingerprint and has no shard config yet
+                log.warning("shard set-up extrinsic not applied: %s", e)
         log.info("shard role: %s", self.role.role)
 
     async def _follow(self) -> None:
