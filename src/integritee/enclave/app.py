@@ -78,6 +78,26 @@ class Urls:
     mu_ra: str
 
 
+class PoolSubmit:
+    """Where calls extracted from parentchain blocks go once the sidechain runs: the pool."""
+
+    def __init__(self, pool: TopPool, stf: Stf | None) -> None:
+        assert stf is not None
+        self.pool = pool
+        self.stf = stf
+
+    def __call__(self, tcs: Any, state: Any) -> None:
+        encoded = TrustedOperation.encode(tcs.into_trusted_operation(False))
+        nonce = self.stf.account_nonce(state, tcs.sender)
+        self.pool.submit(blake2_256(encoded), tcs, len(encoded), nonce, None, direct=False)
+
+    def sign_enclave_call(self, state: Any, shard: bytes, call: Any, key: Keypair) -> Any:
+        # the enclave's own calls already waiting in the pool come first
+        queued = self.pool.ready() + self.pool.future()
+        pending = sum(1 for op in queued if op.sender == key.public_key)
+        return self.stf.sign_enclave_call(state, shard, call, key, pending=pending)
+
+
 class Enclave:
     def __init__(
         self, data_dir: Path, sealing: SealingKeyProvider, ocall_socket: str | None = None
@@ -316,7 +336,7 @@ class Enclave:
                 block,
                 self.keys.shielding,
                 self.keys.signing,
-                self._pool_submit if self._sidechain_mode(shard) else None,
+                PoolSubmit(self.pool, self.stf) if self._sidechain_mode(shard) else None,
             )
             birth = (block.number, block.hash)
             for pcall in effects.parentchain_calls:
@@ -412,34 +432,6 @@ class Enclave:
             vault=shard.vault(),
             extrinsics=extrinsics,
         )
-
-    # --- indirect invocation into the pool (sidechain mode)
-    @property
-    def _pool_submit(self) -> Any:
-        enclave = self
-
-        class PoolSubmit:
-            def __call__(self, tcs: Any) -> None:
-                state = enclave.shard_runtime.state if enclave.shard_runtime else None
-                assert state is not None and enclave.stf is not None
-                top = tcs.into_trusted_operation(False)
-                encoded = TrustedOperation.encode(top)
-                nonce = enclave.stf.account_nonce(state, tcs.sender)
-                enclave.pool.submit(
-                    blake2_256(encoded), tcs, len(encoded), nonce, None, direct=False
-                )
-
-            def sign_enclave_call(self, state: Any, shard: bytes, call: Any, key: Keypair) -> Any:
-                # the enclave's own calls already waiting in the pool come first
-                pending = sum(
-                    1
-                    for op in enclave.pool.ready() + enclave.pool.future()
-                    if op.sender == key.public_key
-                )
-                assert enclave.stf is not None
-                return enclave.stf.sign_enclave_call(state, shard, call, key, pending=pending)
-
-        return PoolSubmit()
 
     # --- direct invocation
     def submit_operation(self, top_hash: bytes, tcs: Any, size: int, watcher: Any) -> str:

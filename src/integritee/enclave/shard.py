@@ -66,7 +66,7 @@ class BlockEffects:
 class Submit(Protocol):
     """Where extracted calls go in sidechain mode: the operation pool."""
 
-    def __call__(self, tcs: TrustedCallSigned) -> None: ...
+    def __call__(self, tcs: TrustedCallSigned, state: Any) -> None: ...
 
     def sign_enclave_call(
         self, state: Any, shard: bytes, call: Any, enclave: Keypair
@@ -182,7 +182,7 @@ class Shard:
     def _queue(self, tcs: TrustedCallSigned, effects: BlockEffects, what: str) -> None:
         assert self._submit is not None
         try:
-            self._submit(tcs)
+            self._submit(tcs, self.state)
         except Exception as e:  # the pool refused it (duplicate, stale): logged, nothing else
             log.info("%s not queued: %s", what, e)
             return

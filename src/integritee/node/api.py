@@ -22,6 +22,7 @@ from integritee.codec.scale import (
     u32,
     u128,
 )
+from integritee.crypto.hashing import blake2_256
 from integritee.crypto.ss58 import ss58_decode_with_prefix
 from integritee.parentchain.extrinsic import ExtrinsicFormatError
 from integritee.parentchain.primitives import DispatchClass, Header, RuntimeVersionCodec, Weight
@@ -285,8 +286,6 @@ class NodeApi:
         return None if value is None else to_hex(value)
 
     def get_storage_hash(self, params: Any) -> str | None:
-        from integritee.crypto.hashing import blake2_256
-
         key = _hex_param(params, 0, "key")
         _h, trie = self._state(params, 1)
         value = trie.get(key)

@@ -75,7 +75,7 @@ class StoredBlock:
 
 
 class _NodeStore:
-    """Trie node lookups by hash from the database, with a small cache for hot nodes."""
+    """Trie node lookups by hash from the database (the Trie keeps decoded nodes in memory)."""
 
     def __init__(self, db: KVStore) -> None:
         self._db = db

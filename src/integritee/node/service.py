@@ -30,7 +30,7 @@ from integritee.storage.overlay import Overlay
 
 from . import consensus
 from .block_builder import ImportError_, build_block, execute_block_anywhere
-from .blockchain import Block, Blockchain, StaleBlock, TreeRoute
+from .blockchain import Block, Blockchain, StaleBlock, TreeRoute, extrinsic_hash
 from .chain_spec import ChainSpec
 from .finality_gadget import FinalityGadget
 from .runtime import executive
@@ -210,9 +210,7 @@ class Node:
 
     # --- transactions
     def submit(self, raw: bytes, watcher: Watcher | None = None) -> bytes:
-        from integritee.crypto.hashing import blake2_256
-
-        h = blake2_256(raw)
+        h = extrinsic_hash(raw)
         self.pool.check_new(h)
         ctx = self.context_at_best()
         try:
@@ -441,10 +439,10 @@ class Node:
             if h == new_best:
                 continue
             body = self.chain.body(h) or []
-            included = [x for x in map(_hash, body) if x in self.pool]
+            included = [x for x in map(extrinsic_hash, body) if x in self.pool]
             self.pool.on_block(h, included, self.account_nonce)
         body = self.chain.body(new_best) or []
-        return [x for x in map(_hash, body) if x in self.pool]
+        return [x for x in map(extrinsic_hash, body) if x in self.pool]
 
     def _after_import(
         self,
@@ -484,12 +482,6 @@ class Node:
             and header.number <= self.chain.finalized_number
             and self.chain.hash_at(header.number) == block_hash
         )
-
-
-def _hash(raw: bytes) -> bytes:
-    from integritee.crypto.hashing import blake2_256
-
-    return blake2_256(raw)
 
 
 def _safe(fn: Callable[..., Any], *args: Any) -> None:

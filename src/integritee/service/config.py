@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-def _local_ip() -> str:
-    return "127.0.0.1"
+# Default external addresses name the loopback host; operators set -T/-U/-M for other hosts.
+DEFAULT_HOST = "127.0.0.1"
 
 
 @dataclass
@@ -39,7 +38,7 @@ class ServiceConfig:
 
     @classmethod
     def from_options(cls, o: dict[str, Any]) -> ServiceConfig:
-        host = _local_ip()
+        host = DEFAULT_HOST
         trusted_port = int(o["trusted_worker_port"])
         untrusted_port = int(o["untrusted_worker_port"])
         mu_ra_port = int(o["mu_ra_port"])
