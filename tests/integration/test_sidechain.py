@@ -339,7 +339,8 @@ def block_on(
         parent_hash=head.hash if parent_hash is None else parent_hash,
         number=head.number + 1 if number is None else number,
         shard=shard,
-        timestamp=int(time.time() * 1000),
+        # the next slot: the head was produced in the current one (one block per slot)
+        timestamp=int(time.time() * 1000) + SLOT_MS,
         layer_one_head=head.layer_one_head if layer_one_head is None else layer_one_head,
         author=author,
         top_hashes=[],

@@ -8,6 +8,7 @@ process only. The service reaches it through the ecall socket with the typed mes
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -19,7 +20,6 @@ from typing import Any
 from integritee.attestation import SimDcapProvider, SkipProvider
 from integritee.attestation.providers import GramineDcapProvider
 from integritee.codec.scale import EnumValue
-from integritee.crypto.hashing import blake2_256
 from integritee.crypto.keys import Keypair
 from integritee.crypto.sealing import SealingError, SealingKeyProvider, seal, unseal
 from integritee.parentchain.tee_types import SidechainBlockConfirmation
@@ -28,35 +28,48 @@ from integritee.rpc.errors import RpcError
 from integritee.rpc.server import RpcServer
 from integritee.storage.kv import KVStore
 from integritee.teeio.messages import (
+    AccountNonceRequest,
     ChainInfo,
     Ecall,
     EnclaveInfo,
     EnclaveStatus,
     Extrinsics,
+    FetchBlocksRequest,
     InitRequest,
     LightClientInit,
     LightClientStatus,
     Ocall,
+    ProvisionRequest,
     RegistrationRequest,
     ShardInit,
     ShardRole,
     SidechainBlocks,
+    SidechainHead,
     SidechainStart,
     SyncRequest,
     SyncResult,
     from_json,
     to_json,
 )
-from integritee.trusted.calls import TrustedOperation
-from integritee.trusted.sidechain import FINALIZATION_INTERVAL, SignedBlockCodec
+from integritee.trusted.sidechain import (
+    FINALIZATION_INTERVAL,
+    ZERO_HASH,
+    SidechainHeaderCodec,
+    SignedBlockCodec,
+    summary,
+    verify_block_signature,
+)
 
+from . import mu_ra
 from .keys import EnclaveKeys
+from .l1_view import ParentchainView
 from .light_client import SEAL_LABEL, LightClient, LightClientError, ParentchainBlockInput
 from .measurement import mrenclave
 from .parentchain_tx import ParentchainTxBuilder
-from .shard import Shard, merkle_root
-from .sidechain import PROPOSAL_SHARE, Sidechain
-from .stf import Stf
+from .provisioning import ProvisioningError, build_bundle, parse_bundle, ra_identity, ra_verifier
+from .shard import Shard, merkle_root, vault_keypair
+from .sidechain import PROPOSAL_SHARE, BlockImportError, Sidechain, UnknownParentchainHead
+from .stf import ShardState, Stf
 from .stf.executor import UnshieldFromVault
 from .stf.getters import GetterError, execute_getter
 from .tls import server_context
@@ -67,6 +80,7 @@ log = logging.getLogger("integritee.enclave")
 
 NOT_READY = -32010
 LIGHT_CLIENT_KEY = b"light_client"
+IMPORT_QUEUE_LIMIT = 1024  # peer blocks waiting for their parentchain head or a gap fetch
 # covers the vault's proxy deposit (~20.04 TEER), the existential deposit and fees
 VAULT_FUNDING = 30 * 10**12
 
@@ -76,26 +90,6 @@ class Urls:
     trusted: str
     untrusted: str
     mu_ra: str
-
-
-class PoolSubmit:
-    """Where calls extracted from parentchain blocks go once the sidechain runs: the pool."""
-
-    def __init__(self, pool: TopPool, stf: Stf | None) -> None:
-        assert stf is not None
-        self.pool = pool
-        self.stf = stf
-
-    def __call__(self, tcs: Any, state: Any) -> None:
-        encoded = TrustedOperation.encode(tcs.into_trusted_operation(False))
-        nonce = self.stf.account_nonce(state, tcs.sender)
-        self.pool.submit(blake2_256(encoded), tcs, len(encoded), nonce, None, direct=False)
-
-    def sign_enclave_call(self, state: Any, shard: bytes, call: Any, key: Keypair) -> Any:
-        # the enclave's own calls already waiting in the pool come first
-        queued = self.pool.ready() + self.pool.future()
-        pending = sum(1 for op in queued if op.sender == key.public_key)
-        return self.stf.sign_enclave_call(state, shard, call, key, pending=pending)
 
 
 class Enclave:
@@ -127,6 +121,12 @@ class Enclave:
         self.registered = False
         self.role: str | None = None
         self._chain: ChainInfo | None = None
+        self._view: ParentchainView | None = None
+        self.mu_ra_server: mu_ra.MuRaServer | None = None
+        self._import_queue: dict[bytes, dict[str, Any]] = {}
+        self._production = asyncio.Lock()  # block production, queue drains and fork switches
+        self._outbox: collections.deque[SidechainBlocks] = collections.deque()
+        self._outbox_task: asyncio.Task[None] | None = None
         log.info(
             "enclave up: MRENCLAVE %s, account 0x%s",
             _b58(self.mrenclave),
@@ -169,10 +169,19 @@ class Enclave:
         except (SealingError, LightClientError) as e:
             raise SealingError(f"the sealed light-client state is unusable: {e}") from None
 
+    @property
+    def view(self) -> ParentchainView:
+        if self._view is None:
+            self._view = ParentchainView(self.db, self.shard, self.keys.state_key)
+        return self._view
+
+    @property
+    def _dev(self) -> bool:
+        return bool(self.init_request and self.init_request.dev)
+
     def _shard(self) -> Shard:
         if self.shard_runtime is None:
-            dev = bool(self.init_request and self.init_request.dev)
-            self.stf = Stf(self.mrenclave, dev=dev)
+            self.stf = Stf(self.mrenclave, dev=self._dev)
             self.shard_runtime = Shard(self.shard, self.db, self.keys.state_key, self.stf)
             if self.shard_runtime.load():
                 # the loaded state is long-lived: keep it out of full GC passes (pauses at 100k accounts)
@@ -207,6 +216,10 @@ class Enclave:
         server.add_method(Ecall.SYNC_PARENTCHAIN, typed(SyncRequest, self.sync_parentchain))
         server.add_method(Ecall.INIT_SHARD, typed(ShardInit, self.init_shard))
         server.add_method(Ecall.START_SIDECHAIN, typed(SidechainStart, self.start_sidechain))
+        server.add_method(Ecall.PROVISION, typed(ProvisionRequest, self.provision))
+        server.add_method(
+            Ecall.IMPORT_SIDECHAIN_BLOCKS, typed(SidechainBlocks, self.import_fetched_blocks)
+        )
         server.add_method(Ecall.STATUS, lambda params: to_json(self.status()))
 
     # --- ecalls
@@ -234,6 +247,14 @@ class Enclave:
                 ssl_context=server_context(self.keys.signing),
             )
             log.info("trusted RPC (WSS) on %s:%d", request.trusted_host, port)
+        if self.mu_ra_server is None:
+            self.mu_ra_server = mu_ra.MuRaServer(
+                ra_identity(self),
+                ra_verifier(self),
+                lambda shard, _account: build_bundle(self, shard),
+                self._on_provisioned,
+            )
+            await self.mu_ra_server.start(request.trusted_host, request.mu_ra_port)
         return self.identity()
 
     def attestation_provider(self) -> Any:
@@ -319,39 +340,54 @@ class Enclave:
             blocks = [ParentchainBlockInput.from_json(b) for b in request.blocks]
         except LightClientError as e:
             raise RpcError(-32602, f"malformed block batch: {e}") from None
+        status_entry = lc.metadata.storage("EnclaveBridge", "ShardStatus")
+        status_key = status_entry.key(self.shard)
         try:
-            verified = lc.import_blocks(blocks)
+            verified = lc.import_blocks(blocks, [status_key])
         except LightClientError as e:
             verified = list(getattr(e, "imported", []) or [])
             log.warning("parentchain block rejected: %s", e)
             if not verified:
                 raise RpcError(-32011, f"parentchain block rejected: {e}") from None
         shard = self._shard()
+        view = self.view
         self.tx.observe_nonce(request.enclave_nonce)
         extrinsics: list[bytes] = []
-        for block in verified:
-            if not shard.initialized:
-                continue
-            effects = shard.process_block(
-                block,
-                self.keys.shielding,
-                self.keys.signing,
-                PoolSubmit(self.pool, self.stf) if self._sidechain_mode(shard) else None,
-            )
-            birth = (block.number, block.hash)
-            for pcall in effects.parentchain_calls:
-                extrinsics.append(self._payout(pcall, request.chain, birth))
-            if effects.executed or effects.relevant:
-                call = self.tx.call(
-                    "EnclaveBridge",
-                    "confirm_processed_parentchain_block",
-                    shard=self.shard,
-                    block_hash=block.hash,
-                    block_number=block.number,
-                    trusted_calls_merkle_root=merkle_root(effects.executed),
-                )
-                extrinsics.append(self.tx.sign(call, request.chain, era_birth=birth))
+        deferred = shard.initialized and self._sidechain_mode(shard)
         with self.db.batch() as batch:
+            for block in verified:
+                view.record_block(batch, block.hash, block.number)
+                raw = block.storage.get(status_key)
+                signers = (
+                    []
+                    if raw is None
+                    else [bytes(s["signer"]) for s in status_entry.decode_value(raw)]
+                )
+                if view.record_authorities(batch, block.number, signers):
+                    log.info(
+                        "shard validateers at parentchain #%d: %s",
+                        block.number,
+                        ", ".join("0x" + s.hex()[:12] for s in signers) or "none",
+                    )
+                if not shard.initialized:
+                    continue
+                funders = set(view.authorities_at(block.number)) | {self.keys.signing.public_key}
+                effects = shard.process_block(block, self.keys.shielding, funders, defer=deferred)
+                if effects.inbox:
+                    view.add_inbox(batch, block.number, effects.inbox)
+                birth = (block.number, block.hash)
+                for pcall in effects.parentchain_calls:
+                    extrinsics.append(self._payout(pcall, request.chain, birth))
+                if effects.executed or effects.relevant:
+                    call = self.tx.call(
+                        "EnclaveBridge",
+                        "confirm_processed_parentchain_block",
+                        shard=self.shard,
+                        block_hash=block.hash,
+                        block_number=block.number,
+                        trusted_calls_merkle_root=merkle_root(effects.executed),
+                    )
+                    extrinsics.append(self.tx.sign(call, request.chain, era_birth=birth))
             if shard.initialized:
                 shard.commit(batch)
             batch.put(LIGHT_CLIENT_KEY, seal(self.sealing, lc.to_bytes(), SEAL_LABEL))
@@ -392,10 +428,12 @@ class Enclave:
         extrinsics: list[bytes] = []
         if shard.initialized:
             self.role = "primary" if not signers or signers[0] == me else "joiner"
+            if me not in signers:
+                extrinsics.append(self._claim(request.chain))
         elif not signers or signers[0] == me:
             header = lc.last_header
             with_vault = self.init_request.shard_vault if self.init_request else True
-            vault = shard.create(self.keys.signing, header, lc.genesis_hash, with_vault)
+            vault = shard.create(header, lc.genesis_hash, with_vault)
             with self.db.batch() as batch:
                 shard.commit(batch)
             self.role = "primary"
@@ -404,15 +442,7 @@ class Enclave:
                 extrinsics += self._vault_extrinsics(vault, request.chain, birth)
             # claim the shard on the parentchain at once: the first confirmation makes this enclave
             # entry 0 of ShardStatus, so a validateer starting later finds a primary to join
-            claim = self.tx.call(
-                "EnclaveBridge",
-                "confirm_processed_parentchain_block",
-                shard=self.shard,
-                block_hash=lc.last_hash,
-                block_number=lc.last_number,
-                trusted_calls_merkle_root=bytes(32),
-            )
-            extrinsics.append(self.tx.sign(claim, request.chain, era_birth=birth))
+            extrinsics.append(self._claim(request.chain))
             log.info(
                 "primary of new shard, created at parentchain #%d; %s",
                 lc.last_number,
@@ -421,10 +451,11 @@ class Enclave:
                 else "no vault (shielding through EnclaveBridge)",
             )
         else:
-            raise RpcError(
-                -32012,
-                "another validateer is primary of this shard; joining needs mutual RA (not yet supported)",
+            self.role = "joiner"
+            log.info(
+                "joiner: 0x%s is primary of this shard; provisioning by MU-RA", signers[0].hex()
             )
+            return ShardRole(role="joiner", shard=self.shard, creation_block=0, provisioned=False)
         return ShardRole(
             role=self.role or "primary",
             shard=self.shard,
@@ -432,6 +463,101 @@ class Enclave:
             vault=shard.vault(),
             extrinsics=extrinsics,
         )
+
+    def _claim(self, chain: ChainInfo) -> bytes:
+        """A confirmation that enters this enclave in ShardStatus: from then on it is one of the
+        shard's validateers (Aura authorities of the sidechain)."""
+        lc = self._require_light_client()
+        claim = self.tx.call(
+            "EnclaveBridge",
+            "confirm_processed_parentchain_block",
+            shard=self.shard,
+            block_hash=lc.last_hash,
+            block_number=lc.last_number,
+            trusted_calls_merkle_root=bytes(32),
+        )
+        return self.tx.sign(claim, chain, era_birth=(lc.last_number, lc.last_hash))
+
+    # --- mutual RA: joining a shard, and providing it
+    async def provision(self, request: ProvisionRequest) -> ShardRole:
+        """Fetch the shard's keys, state and parentchain view from a peer enclave (the joiner's
+        side of MU-RA), adopt them, and claim a place among the shard's validateers."""
+        if self._shard().initialized:
+            raise RpcError(-32602, "this enclave already has the shard")
+        self.tx.observe_nonce(request.enclave_nonce)
+        host, port = _host_port(request.mu_ra_url)
+        try:
+            bundle = await mu_ra.request_provisioning(
+                host,
+                port,
+                ra_identity(self),
+                ra_verifier(self),
+                self.shard,
+                self.keys.signing.public_key,
+            )
+            received = parse_bundle(bundle)
+            lc = LightClient.from_bytes(received.light_client)
+            state = ShardState.from_snapshot(received.state_key, received.state)
+        except (mu_ra.MuRaError, ProvisioningError, LightClientError, ValueError) as e:
+            raise RpcError(-32013, f"provisioning from {request.mu_ra_url} failed: {e}") from None
+        own = self.light_client
+        if own is not None and own.genesis_hash != lc.genesis_hash:
+            raise RpcError(-32013, "the provider follows another parentchain")
+        self.keys.replace_shared(
+            received.shielding_key, received.state_key, self.sealed_dir, self.sealing
+        )
+        self.tx = ParentchainTxBuilder(self.keys.signing, self._call_codec)
+        self.tx.observe_nonce(request.enclave_nonce)
+        self.shard_runtime, self._view = None, None
+        view = self.view
+        runtime = Shard(
+            self.shard, self.db, self.keys.state_key, Stf(self.mrenclave, dev=self._dev)
+        )
+        with self.db.batch() as batch:
+            state.write_all(batch.prefixed(runtime.view.prefix))
+            view.import_(batch, received.view)
+            if received.head is not None:
+                batch.put(
+                    b"sidechain/head/" + self.shard, SidechainHeaderCodec.encode(received.head)
+                )
+            batch.put(LIGHT_CLIENT_KEY, seal(self.sealing, lc.to_bytes(), SEAL_LABEL))
+        self.light_client = lc
+        shard = self._shard()
+        self.role = "joiner"
+        log.info(
+            "provisioned by MU-RA from %s: shard state at sidechain #%d, parentchain #%d",
+            request.mu_ra_url,
+            received.head["block_number"] if received.head else 0,
+            lc.last_number,
+        )
+        return ShardRole(
+            role="joiner",
+            shard=self.shard,
+            creation_block=shard.creation_number(),
+            vault=shard.vault(),
+            extrinsics=[self._claim(request.chain)],
+        )
+
+    async def _on_provisioned(self, shard: bytes, account: bytes) -> None:
+        """The provider's follow-up: the joiner becomes a proxy of the shard vault (payouts)."""
+        runtime = self._shard()
+        chain, lc = self._chain, self.light_client
+        if runtime.vault() is None or chain is None or lc is None:
+            return
+        vault = vault_keypair(self.keys.state_key, shard)
+        nonce = await self.ocall(Ocall.ACCOUNT_NONCE, AccountNonceRequest(vault.public_key))
+        call = self.tx.call(
+            "Proxy",
+            "add_proxy",
+            delegate=EnumValue("Id", account),
+            proxy_type=EnumValue("Any"),
+            delay=0,
+        )
+        xt = self.tx.sign(
+            call, chain, signer=vault, nonce=int(nonce), era_birth=(lc.last_number, lc.last_hash)
+        )
+        await self.ocall(Ocall.SEND_EXTRINSICS, Extrinsics([xt]))
+        log.info("added 0x%s as a proxy of the shard vault", account.hex())
 
     # --- direct invocation
     def submit_operation(self, top_hash: bytes, tcs: Any, size: int, watcher: Any) -> str:
@@ -477,11 +603,14 @@ class Enclave:
 
     def status(self) -> EnclaveStatus:
         lc = self.light_client
+        head = self.sidechain.head if self.sidechain else None
         return EnclaveStatus(
             registered=self.registered,
             role=self.role,
             light_client_number=lc.last_number if lc else 0,
             shard=self.shard,
+            sidechain_number=head.number if head else 0,
+            sidechain_hash=head.hash if head else None,
         )
 
     # --- ocalls
@@ -504,8 +633,10 @@ class Enclave:
                 self.keys.signing,
                 self.keys.state_key,
                 request.slot_duration_ms,
-                self._known_l1_block,
+                self.view,
+                [self.keys.signing.public_key] if self.role == "primary" else [],
             )
+        if request.produce and self._slot_task is None:
             self._slot_task = asyncio.create_task(self._slot_loop(), name="sidechain-slots")
             log.info(
                 "sidechain started at #%d, slot %d ms",
@@ -521,15 +652,6 @@ class Enclave:
             self.sidechain is not None or self.db.get(b"sidechain/head/" + shard.shard) is not None
         )
 
-    def _known_l1_block(self, block_hash: bytes) -> bool:
-        lc = self.light_client
-        if lc is None:
-            return False
-        try:
-            return lc.state_root(block_hash) is not None
-        except LightClientError:
-            return False
-
     async def _slot_loop(self) -> None:
         assert self.sidechain is not None
         duration = self.sidechain.slot_duration_ms
@@ -541,13 +663,18 @@ class Enclave:
                 await asyncio.sleep(((slot + 1) * duration - now_ms) / 1000)
                 continue
             last_slot = slot
-            if not self.sidechain.is_author(slot):
-                continue
-            remaining = ((slot + 1) * duration - now_ms) / 1000
             try:
-                await self._produce(slot, time.monotonic() + remaining * PROPOSAL_SHARE)
+                async with self._production:
+                    await self._drain_imports()
+                    lc = self.light_client
+                    if lc is None or not self.sidechain.is_author(slot, lc.last_hash):
+                        continue
+                    remaining = ((slot + 1) * duration - int(time.time() * 1000)) / 1000
+                    if remaining <= 0:
+                        continue
+                    await self._produce(slot, time.monotonic() + remaining * PROPOSAL_SHARE)
             except Exception:
-                log.exception("sidechain block production in slot %d failed", slot)
+                log.exception("sidechain slot %d failed", slot)
 
     async def _produce(self, slot: int, deadline: float) -> None:
         sidechain, shard, lc = self.sidechain, self.shard_runtime, self.light_client
@@ -559,6 +686,11 @@ class Enclave:
         )
         state, stf = shard.state, self.stf
         assert stf is not None
+        view = self.view
+        header = lc.last_header
+        processed = shard.processed_number()
+        if header.number < processed:
+            return  # the light client is behind the state (just provisioned): wait for the sync
 
         skipped: set[bytes] = set()
 
@@ -573,8 +705,16 @@ class Enclave:
                 return None
             return outcome
 
-        def record_parentchain_head() -> None:
-            stf.update_parentchain_block(state, "Integritee", lc.last_header)
+        inbox_calls: list[Any] = []
+
+        def parentchain_work() -> None:
+            # the parentchain blocks this block passes: their indirect calls run here, once
+            for number, items in view.inbox_between(processed, header.number):
+                effects = shard.execute_inbox(items)
+                inbox_calls.extend(effects.parentchain_calls)
+                if items:
+                    log.info("parentchain #%d: %d indirect call(s) executed", number, len(items))
+            stf.update_parentchain_block(state, "Integritee", header)
 
         produced = sidechain.propose(
             slot,
@@ -582,10 +722,10 @@ class Enclave:
             self.pool.ready(),
             execute,
             deadline,
-            prelude=record_parentchain_head,
+            prelude=parentchain_work,
         )
         info = sidechain.import_block(produced.block)
-        sidechain.commit(produced.block, info)
+        sidechain.commit(produced.block, info, lambda batch: view.prune_inbox(batch, header.number))
         self.pool.on_executed(
             produced.executed, produced.hash, lambda who: stf.account_nonce(state, who)
         )
@@ -599,14 +739,13 @@ class Enclave:
                 produced.hash.hex()[:16],
                 len(produced.executed),
             )
-        await self.ocall(
-            Ocall.STORE_SIDECHAIN_BLOCKS, SidechainBlocks([SignedBlockCodec.encode(produced.block)])
-        )
+        self._store_in_background([SignedBlockCodec.encode(produced.block)], produced=True)
         chain = self._chain
         if chain is None:
             return
         birth = (lc.last_number, lc.last_hash)
-        extrinsics = [self._payout(c, chain, birth) for c in produced.parentchain_calls]
+        calls = inbox_calls + list(produced.parentchain_calls)
+        extrinsics = [self._payout(c, chain, birth) for c in calls]
         if info.number % FINALIZATION_INTERVAL == 0:
             extrinsics.append(self._finalization_candidate(info, chain, birth))
         if extrinsics:
@@ -615,7 +754,7 @@ class Enclave:
     def _finalization_candidate(
         self, info: Any, chain: ChainInfo, birth: tuple[int, bytes]
     ) -> bytes:
-        """Every FINALIZATION_INTERVAL blocks the primary confirms a block on the parentchain,
+        """Every FINALIZATION_INTERVAL blocks the author confirms a block on the parentchain,
         naming the previous confirmation as its ancestor (Sidechain.confirm_imported_sidechain_block)."""
         key = b"sidechain/confirmed/" + self.shard
         raw = self.db.get(key)
@@ -632,31 +771,290 @@ class Enclave:
         log.info("sidechain block #%d proposed for finalization on the parentchain", info.number)
         return self.tx.sign(call, chain, era_birth=birth)
 
+    # --- importing peers' blocks
     def import_sidechain_blocks(self, blocks: list[dict[str, Any]]) -> None:
-        """Blocks from peers (sidechain_importBlock): verified and applied in order."""
-        if self.sidechain is None:
+        """Blocks from peers (sidechain_importBlock). Forged or foreign blocks are refused at once;
+        a block that extends the head is imported at once (its errors are the caller's); others
+        (a gap, a parentchain head not imported yet, a competing block) wait in the import
+        queue, drained at every slot."""
+        sidechain = self.sidechain
+        if sidechain is None:
             raise ValueError("the sidechain is not running")
-        stf, state = self.stf, self.shard_runtime.state if self.shard_runtime else None
+        for block in blocks:
+            header = block["block"]["header"]
+            if bytes(header["shard_id"]) != self.shard:
+                raise BlockImportError("block of another shard")
+            if not verify_block_signature(block):
+                raise BlockImportError("bad block signature or block data hash")
+        if self._production.locked():
+            self._enqueue(blocks)
+            return
+        imported: list[bytes] = []
+        try:
+            for i, block in enumerate(blocks):
+                if self._extends_head(block):
+                    try:
+                        self._import_one(block)
+                    except UnknownParentchainHead:
+                        self._enqueue(blocks[i:])  # the parentchain sync may bring it
+                        raise
+                    imported.append(SignedBlockCodec.encode(block))
+                    continue
+                if self._competes(block):
+                    self._enqueue(blocks[i:])
+                    return
+                info, number = summary(block), sidechain.number
+                if info.number <= number:
+                    raise BlockImportError(
+                        f"block #{info.number} does not extend #{number} (stale)"
+                    )
+                self._enqueue(blocks[i:])
+                raise BlockImportError(
+                    f"block #{info.number} does not extend #{number} (parent mismatch or gap); "
+                    "queued until the blocks between are fetched"
+                )
+        finally:
+            self._store_in_background(imported)
+
+    def _extends_head(self, block: dict[str, Any]) -> bool:
+        assert self.sidechain is not None
+        info, head = summary(block), self.sidechain.head
+        return info.number == self.sidechain.number + 1 and info.parent_hash == (
+            head.hash if head else ZERO_HASH
+        )
+
+    def _import_one(self, block: dict[str, Any]) -> None:
+        sidechain, stf = self.sidechain, self.stf
+        assert sidechain is not None and stf is not None
+        info = sidechain.import_block(block)
+        l1_number = self.shard_runtime.processed_number() if self.shard_runtime else 0
+        sidechain.commit(block, info, lambda batch: self.view.prune_inbox(batch, l1_number))
+        state = self.shard_runtime.state if self.shard_runtime else None
+        tops = [bytes(h) for h in block["block"]["block_data"]["signed_top_hashes"]]
+        if state is not None:
+            self.pool.on_executed(tops, info.hash, lambda who: stf.account_nonce(state, who))
+        log.debug("imported sidechain block #%d 0x%s", info.number, info.hash.hex()[:16])
+
+    def _enqueue(self, blocks: list[dict[str, Any]]) -> None:
+        for block in blocks:
+            if len(self._import_queue) >= IMPORT_QUEUE_LIMIT:
+                log.warning("sidechain import queue full; block dropped")
+                return
+            self._import_queue[summary(block).hash] = block
+
+    def _store_in_background(
+        self, encoded: list[bytes], revert_to: int | None = None, produced: bool = False
+    ) -> None:
+        """Hand blocks to the service for storage (and, when produced here, broadcast), strictly
+        in the order the enclave committed them: one sender drains one outbox."""
+        if not encoded and revert_to is None:
+            return
+        self._outbox.append(SidechainBlocks(encoded, produced=produced, revert_to=revert_to))
+        if self._outbox_task is None or self._outbox_task.done():
+            self._outbox_task = asyncio.get_running_loop().create_task(self._send_outbox())
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            message = self._outbox[0]
+            try:
+                await self.ocall(Ocall.STORE_SIDECHAIN_BLOCKS, message)
+            except RpcError as e:  # the service refused them: nothing to retry
+                log.warning("the service did not take sidechain blocks: %s", e)
+            except Exception as e:  # the connection failed: keep the order, retry
+                log.warning("handing sidechain blocks to the service failed: %s", e)
+                await asyncio.sleep(1)
+                continue
+            self._outbox.popleft()
+
+    async def _drain_imports(self) -> None:
+        """Import what the queue allows, in block order: the next block, a competing block with
+        a lower hash (fork switch), or, on a gap, the missing blocks fetched from a peer."""
+        sidechain = self.sidechain
+        if sidechain is None or not self._import_queue:
+            return
+        imported: list[bytes] = []
+        revert_to: int | None = None
+        try:
+            progress = True
+            while progress and self._import_queue:
+                progress = False
+                for block_hash, block in sorted(
+                    self._import_queue.items(), key=lambda kv: summary(kv[1]).number
+                ):
+                    info = summary(block)
+                    if info.number <= sidechain.number:
+                        del self._import_queue[block_hash]
+                        lower = self._competes(block)
+                        if lower:
+                            reverted = self._switch_fork(block)
+                            if reverted is not None:
+                                revert_to = min(revert_to or info.number, info.number - 1)
+                                imported = [
+                                    e
+                                    for e in imported
+                                    if summary(SignedBlockCodec.decode(e)).number < info.number
+                                ]
+                                imported.append(SignedBlockCodec.encode(block))
+                                progress = True
+                                break
+                        continue
+                    if not self._extends_head(block):
+                        continue
+                    try:
+                        self._import_one(block)
+                    except UnknownParentchainHead:
+                        continue
+                    except BlockImportError as e:
+                        log.warning("queued sidechain block #%d rejected: %s", info.number, e)
+                        del self._import_queue[block_hash]
+                        continue
+                    del self._import_queue[block_hash]
+                    imported.append(SignedBlockCodec.encode(block))
+                    progress = True
+                    break
+            if (
+                self._import_queue
+                and min(summary(b).number for b in self._import_queue.values())
+                > sidechain.number + 1
+            ):
+                fetched = await self._fetch_missing()
+                if fetched is not None:
+                    imported += fetched[0]
+                    if fetched[1] is not None:
+                        revert_to = fetched[1] if revert_to is None else min(revert_to, fetched[1])
+        finally:
+            self._store_in_background(imported, revert_to)
+
+    def _competes(self, block: dict[str, Any]) -> bool:
+        """A block at the head's height with the head's parent and a lower hash wins."""
+        assert self.sidechain is not None
+        head, info = self.sidechain.head, summary(block)
+        return (
+            head is not None
+            and info.number == head.number
+            and info.parent_hash == head.parent_hash
+            and info.hash < head.hash
+        )
+
+    def _switch_fork(self, block: dict[str, Any]) -> dict[str, Any] | None:
+        """Replace the head by a competing block; the head's operations return to the pool.
+        Returns the replaced block, or None (and nothing changed) when the competitor fails."""
+        sidechain, stf, runtime = self.sidechain, self.stf, self.shard_runtime
+        assert sidechain is not None and stf is not None and runtime is not None
+        reverted = sidechain.revert_head()
+        try:
+            self._import_one(block)
+        except BlockImportError as e:
+            log.warning("competing sidechain block #%d rejected: %s", summary(block).number, e)
+            self._import_one(reverted)  # back to where we were
+            return None
+        self._return_to_pool([reverted])
+        log.info(
+            "fork: sidechain block #%d 0x%s replaces 0x%s (lower hash)",
+            summary(block).number,
+            summary(block).hash.hex()[:16],
+            summary(reverted).hash.hex()[:16],
+        )
+        return reverted
+
+    async def _fetch(self, from_hash: bytes) -> list[dict[str, Any]]:
+        try:
+            reply = await self.ocall(
+                Ocall.FETCH_SIDECHAIN_BLOCKS, FetchBlocksRequest(from_hash, self.shard)
+            )
+            return [SignedBlockCodec.decode(b) for b in from_json(SidechainBlocks, reply).blocks]
+        except (RpcError, ValueError, OSError, TimeoutError) as e:
+            log.warning("fetching sidechain blocks from a peer failed: %s", e)
+            return []
+
+    async def _fetch_missing(self) -> tuple[list[bytes], int | None] | None:
+        """Fill a gap from a peer: the blocks after our head. When the peer does not know our
+        head but holds a longer chain, we are on a losing fork: step back (undo records) to the
+        last block both chains share and import the peer's blocks from there; if they fail, our
+        blocks are restored. Returns the imported blocks and the number reverted to."""
+        sidechain = self.sidechain
+        assert sidechain is not None
+        head = sidechain.head
+        blocks = await self._fetch(head.hash if head else ZERO_HASH)
+        reverted: list[dict[str, Any]] = []
+        if not blocks and head is not None:
+            chain = await self._fetch(ZERO_HASH)  # the peer's stored chain
+            by_number = {summary(b).number: summary(b).hash for b in chain}
+            if not chain or max(by_number) <= head.number:
+                return None  # not longer than ours
+            while (
+                sidechain.head is not None
+                and by_number.get(sidechain.head.number, sidechain.head.hash) != sidechain.head.hash
+                and len(reverted) < 8
+            ):
+                reverted.append(sidechain.revert_head())
+            number = sidechain.number
+            blocks = [b for b in chain if summary(b).number > number]
         imported: list[bytes] = []
         try:
             for block in blocks:
-                info = self.sidechain.import_block(block)
-                self.sidechain.commit(block, info)
+                if not self._extends_head(block):
+                    break
+                self._import_one(block)
                 imported.append(SignedBlockCodec.encode(block))
-                if stf is not None and state is not None:
-                    tops = [bytes(h) for h in block["block"]["block_data"]["signed_top_hashes"]]
-                    self.pool.on_executed(
-                        tops, info.hash, lambda who: stf.account_nonce(state, who)
-                    )
-        finally:
-            if imported:  # the service keeps every block the enclave accepted
-                task = asyncio.get_running_loop().create_task(
-                    self.ocall(Ocall.STORE_SIDECHAIN_BLOCKS, SidechainBlocks(imported))
-                )
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._import_queue.pop(summary(block).hash, None)
+        except BlockImportError as e:
+            log.warning("fetched sidechain block rejected: %s", e)
+        if reverted and sidechain.number < summary(reverted[0]).number:
+            # the peer's chain did not carry us past where we were: back to ours
+            while sidechain.number > summary(reverted[-1]).number - 1:
+                sidechain.revert_head()
+            for block in reversed(reverted):
+                self._import_one(block)
+            return None
+        if imported:
+            log.info(
+                "fetched %d sidechain block(s) from a peer, now at #%d",
+                len(imported),
+                sidechain.number,
+            )
+        if reverted:
+            self._return_to_pool(reverted)
+            return imported, summary(reverted[-1]).number - 1
+        return imported, None
+
+    def _return_to_pool(self, blocks: list[dict[str, Any]]) -> None:
+        stf, runtime = self.stf, self.shard_runtime
+        if stf is None or runtime is None or runtime.state is None:
+            return
+        state = runtime.state
+        tops = [bytes(h) for b in blocks for h in b["block"]["block_data"]["signed_top_hashes"]]
+        back = self.pool.retract(tops, lambda who: stf.account_nonce(state, who))
+        if back:
+            log.info("%d operation(s) of replaced block(s) back in the pool", len(back))
+
+    async def import_fetched_blocks(self, message: SidechainBlocks) -> SidechainHead:
+        """Blocks the service fetched from a peer (catching up before producing)."""
+        if self.sidechain is None:
+            raise RpcError(NOT_READY, "the sidechain is not running")
+        async with self._production:
+            imported: list[bytes] = []
+            try:
+                blocks = [SignedBlockCodec.decode(raw) for raw in message.blocks]
+                for i, block in enumerate(blocks):
+                    if not self._extends_head(block):
+                        continue
+                    try:
+                        self._import_one(block)
+                    except UnknownParentchainHead:
+                        self._enqueue(blocks[i:])  # after the next parentchain sync
+                        break
+                    imported.append(message.blocks[i])
+            except BlockImportError as e:
+                log.warning("caught-up sidechain block rejected: %s", e)
+            finally:
+                self._store_in_background(imported)
+        head = self.sidechain.head
+        return SidechainHead(self.sidechain.number, head.hash if head else None)
 
     async def close(self) -> None:
+        if self.mu_ra_server is not None:
+            await self.mu_ra_server.stop()
         if self._slot_task is not None:
             self._slot_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -667,6 +1065,15 @@ class Enclave:
             await self.trusted_server.stop()
         if self._db is not None:
             self._db.close()
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    """`host:port`, also with a scheme (`tls://host:port`) as some configs write it."""
+    rest = url.split("://", 1)[-1].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RpcError(-32602, f"MU-RA address {url!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _b58(data: bytes) -> str:

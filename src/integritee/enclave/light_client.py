@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,7 @@ class VerifiedBlock:
     events: list[Any]  # decoded frame_system::EventRecord dicts: phase, event, topics
     success: list[bool]  # per extrinsic index, from ExtrinsicSuccess / ExtrinsicFailed
     justified: bool = False  # carried its own justification (otherwise finalized by a descendant)
+    storage: dict[bytes, bytes | None] = field(default_factory=dict)  # proven watch-key values
 
     def events_of(self, pallet: str, event: str) -> list[tuple[int | None, Any]]:
         """(extrinsic index or None, event fields) of every `pallet.event` in this block."""
@@ -561,6 +563,11 @@ class LightClient:
         """(hash, number) of the blocks verify_storage accepts, oldest first."""
         return [(h, n) for h, (n, _root) in self._recent.items()]
 
+    def number_of(self, block_hash: bytes) -> int | None:
+        """The number of a recent imported block (None when not among them)."""
+        entry = self._recent.get(bytes(block_hash))
+        return None if entry is None else entry[0]
+
     def state_root(self, block_hash: bytes) -> bytes:
         entry = self._recent.get(bytes(block_hash))
         if entry is None:
@@ -572,8 +579,13 @@ class LightClient:
 
     # --- import
 
-    def import_blocks(self, blocks: list[ParentchainBlockInput]) -> list[VerifiedBlock]:
+    def import_blocks(
+        self, blocks: list[ParentchainBlockInput], watch_keys: Sequence[bytes] = ()
+    ) -> list[VerifiedBlock]:
         """Verify and import `blocks` (consecutive, oldest first); returns them decoded.
+
+        Each block's read proof must prove `System.Events` and exactly the `watch_keys`; their
+        values come with the verified block (`VerifiedBlock.storage`).
 
         Blocks are committed at each justified block; an error stops the batch (nothing from
         the offending block on is imported) and carries the committed blocks in `.imported`.
@@ -585,7 +597,7 @@ class LightClient:
         tentative: list[VerifiedBlock] = []
         try:
             for index, block in enumerate(blocks):
-                verified = self._verify_block(block, cursor, index)
+                verified = self._verify_block(block, cursor, index, watch_keys)
                 tentative.append(verified)
                 if verified.justified:
                     self._commit(cursor, tentative)
@@ -605,7 +617,11 @@ class LightClient:
         return imported
 
     def _verify_block(
-        self, block: ParentchainBlockInput, cursor: _Cursor, index: int
+        self,
+        block: ParentchainBlockInput,
+        cursor: _Cursor,
+        index: int,
+        watch_keys: Sequence[bytes] = (),
     ) -> VerifiedBlock:
         if not isinstance(block, ParentchainBlockInput):
             raise BlockInputError(f"batch item {index} is not a ParentchainBlockInput", index=index)
@@ -662,9 +678,10 @@ class LightClient:
             )
 
         try:
-            values = verify_proof(header.state_root, block.events_proof, [EVENTS_KEY])
+            values = verify_proof(header.state_root, block.events_proof, [EVENTS_KEY, *watch_keys])
         except (InvalidProof, TrieError) as e:
             raise EventsProofError(f"block #{n}: System.Events proof: {e}", **loc) from None
+        storage = {bytes(k): values[bytes(k)] for k in watch_keys}
         metadata = self.metadata
         raw_events = values[EVENTS_KEY]
         try:
@@ -688,7 +705,7 @@ class LightClient:
             cursor.pending = None
         cursor.last_header = header
         cursor.last_hash = block_hash
-        return VerifiedBlock(header, block_hash, n, extrinsics, events, success, justified)
+        return VerifiedBlock(header, block_hash, n, extrinsics, events, success, justified, storage)
 
     def _check_justification(
         self,

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from integritee.codec.scale import ScaleDecodeError
+from integritee.codec.scale import EnumValue, ScaleDecodeError
 from integritee.crypto.hashing import blake2_256
 from integritee.crypto.keys import Keypair
 from integritee.crypto.shielding import ShieldingError, ShieldingKey
 from integritee.storage.kv import KVStore, WriteBatch
 from integritee.trusted.calls import (
+    TrustedCall,
     balance_shield,
     balance_shield_through_enclave_bridge_pallet,
 )
@@ -54,6 +55,14 @@ def vault_keypair(state_key: bytes, shard: bytes) -> Keypair:
     )
 
 
+def shard_signer(state_key: bytes, shard: bytes) -> Keypair:
+    """The shard's enclave account in the STF (fees, shields): shared by every validateer of the
+    shard like the vault, so whichever of them authors a block may run the enclave's calls."""
+    return Keypair.from_seed(
+        blake2_256(b"integritee/shard-signer/v1" + state_key + shard), "ed25519"
+    )
+
+
 @dataclass
 class BlockEffects:
     executed: list[bytes] = field(default_factory=list)
@@ -61,16 +70,8 @@ class BlockEffects:
     # the block carried something for this shard (executed or not): it gets confirmed, so a
     # client waiting for ProcessedParentchainBlock learns the outcome instead of timing out
     relevant: bool = False
-
-
-class Submit(Protocol):
-    """Where extracted calls go in sidechain mode: the operation pool."""
-
-    def __call__(self, tcs: TrustedCallSigned, state: Any) -> None: ...
-
-    def sign_enclave_call(
-        self, state: Any, shard: bytes, call: Any, enclave: Keypair
-    ) -> TrustedCallSigned: ...
+    # sidechain mode: the block's work, executed by the sidechain block that passes the block
+    inbox: list[EnumValue] = field(default_factory=list)
 
 
 class Shard:
@@ -80,7 +81,7 @@ class Shard:
         self.state_key = state_key
         self.stf = stf
         self.state: ShardState | None = None
-        self._submit: Submit | None = None
+        self._defer = False
 
     # --- life cycle
     def load(self) -> bool:
@@ -94,12 +95,14 @@ class Shard:
     def initialized(self) -> bool:
         return self.state is not None
 
-    def create(
-        self, enclave: Keypair, creation_header: Any, genesis_hash: bytes, with_vault: bool
-    ) -> Keypair | None:
+    @property
+    def signer(self) -> Keypair:
+        return shard_signer(self.state_key, self.shard)
+
+    def create(self, creation_header: Any, genesis_hash: bytes, with_vault: bool) -> Keypair | None:
         """Initialise a new shard as its primary; returns the vault key when it has one."""
         state = ShardState(self.state_key)
-        self.stf.init_state(state, enclave.public_key)
+        self.stf.init_state(state, self.signer.public_key)
         self.stf.init_parentchain_genesis_hash(state, PARENTCHAIN, genesis_hash)
         self.stf.set_creation_block(state, PARENTCHAIN, creation_header)
         vault = vault_keypair(self.state_key, self.shard) if with_vault else None
@@ -125,21 +128,30 @@ class Shard:
         return self.state.commit(batch.prefixed(self.view.prefix))
 
     # --- indirect invocation
+    def processed_number(self) -> int:
+        """The last parentchain block whose work is in the state."""
+        assert self.state is not None
+        number = self.stf.parentchain_number(self.state, PARENTCHAIN)
+        return self.creation_number() if number is None else number
+
     def process_block(
         self,
         block: VerifiedBlock,
         shielding: ShieldingKey,
-        enclave: Keypair,
-        submit: Submit | None = None,
+        not_deposits_from: set[bytes],
+        defer: bool = False,
     ) -> BlockEffects:
-        """Extract the block's calls for this shard. Without `submit` they execute on the state at
-        once (before the sidechain runs); with it they go to the operation pool and execute in the
-        next sidechain block, so every state change is in a block peers can import."""
+        """Extract the block's calls for this shard. Without `defer` they execute on the state at
+        once (before the sidechain runs); with it they become the block's inbox, executed by the
+        sidechain block that passes this block, so every state change is in a block peers import.
+
+        Vault transfers from `not_deposits_from` (the validateers funding the vault) are no
+        deposits."""
         effects = BlockEffects()
         state = self.state
         if state is None or block.number <= self.creation_number():
             return effects
-        self._submit = submit
+        self._defer = defer
         vault = self.vault()
         for index, xt in enumerate(block.extrinsics):
             if not block.success[index]:
@@ -153,40 +165,48 @@ class Shard:
                 self._invoke(bytes(args["request"]["cyphertext"]), shielding, effects, block.number)
             elif name == "shield_funds" and bytes(args["shard"]) == self.shard:
                 effects.relevant = True
-                self._shield_through_bridge(args, shielding, enclave, effects, block.number)
+                self._shield_through_bridge(args, shielding, effects, block.number)
         if vault is not None:
+            signer = self.signer.public_key
             for _index, fields in block.events_of("Balances", "Transfer"):
-                # deposits into the vault; the enclave's own funding of the vault is not a deposit
-                if bytes(fields["to"]) == vault and bytes(fields["from"]) != enclave.public_key:
+                # deposits into the vault; the validateers' funding of the vault is not a deposit
+                if bytes(fields["to"]) == vault and bytes(fields["from"]) not in not_deposits_from:
                     effects.relevant = True
                     call = balance_shield(
-                        enclave.public_key, bytes(fields["from"]), fields["amount"], PARENTCHAIN
+                        signer, bytes(fields["from"]), fields["amount"], PARENTCHAIN
                     )
-                    self._run_enclave_call(call, enclave, effects, "vault shield")
-        if submit is None:
+                    self._run_enclave_call(call, effects, "vault shield")
+        if not defer:
             self.stf.update_parentchain_block(state, PARENTCHAIN, block.header)
         return effects
 
-    def _run_enclave_call(
-        self, call: Any, enclave: Keypair, effects: BlockEffects, what: str
-    ) -> None:
+    def _run_enclave_call(self, call: Any, effects: BlockEffects, what: str) -> None:
         assert self.state is not None
-        if self._submit is None:
-            self._record(
-                self.stf.execute_indirect(self.state, self.shard, call, enclave), effects, what
-            )
+        if self._defer:
+            effects.inbox.append(EnumValue("EnclaveCall", TrustedCall.encode(call)))
+            effects.executed.append(blake2_256(TrustedCall.encode(call)))
             return
-        tcs = self._submit.sign_enclave_call(self.state, self.shard, call, enclave)
-        self._queue(tcs, effects, what)
+        self._record(
+            self.stf.execute_indirect(self.state, self.shard, call, self.signer), effects, what
+        )
 
-    def _queue(self, tcs: TrustedCallSigned, effects: BlockEffects, what: str) -> None:
-        assert self._submit is not None
-        try:
-            self._submit(tcs, self.state)
-        except Exception as e:  # the pool refused it (duplicate, stale): logged, nothing else
-            log.info("%s not queued: %s", what, e)
-            return
-        effects.executed.append(tcs.call_hash())
+    def execute_inbox(self, items: list[EnumValue]) -> BlockEffects:
+        """Run a parentchain block's deferred work on the state (inside a sidechain block)."""
+        assert self.state is not None
+        effects = BlockEffects()
+        for item in items:
+            try:
+                if item.name == "Call":
+                    tcs = TrustedCallSigned.decode(item.value)
+                    outcome = self.stf.execute(self.state, self.shard, tcs)
+                    self._record(outcome, effects, "indirect call")
+                else:
+                    call = TrustedCall.decode(item.value)
+                    outcome = self.stf.execute_indirect(self.state, self.shard, call, self.signer)
+                    self._record(outcome, effects, "enclave call")
+            except (ScaleDecodeError, ValueError) as e:
+                log.warning("inbox item unusable, skipped: %s", e)
+        return effects
 
     def _invoke(
         self, cyphertext: bytes, shielding: ShieldingKey, effects: BlockEffects, number: int
@@ -205,8 +225,9 @@ class Shard:
         except (ScaleDecodeError, ValueError) as e:
             log.warning("block #%d: invoke payload does not decode, ignored: %s", number, e)
             return
-        if self._submit is not None:
-            self._queue(tcs, effects, "indirect call")
+        if self._defer:
+            effects.inbox.append(EnumValue("Call", TrustedCallSigned.encode(tcs)))
+            effects.executed.append(tcs.call_hash())
             return
         self._record(self.stf.execute(self.state, self.shard, tcs), effects, "indirect call")
 
@@ -214,7 +235,6 @@ class Shard:
         self,
         args: dict[str, Any],
         shielding: ShieldingKey,
-        enclave: Keypair,
         effects: BlockEffects,
         number: int,
     ) -> None:
@@ -231,8 +251,10 @@ class Shard:
                 "block #%d: shield_funds beneficiary is %d bytes, ignored", number, len(who)
             )
             return
-        call = balance_shield_through_enclave_bridge_pallet(enclave.public_key, who, args["amount"])
-        self._run_enclave_call(call, enclave, effects, "bridge shield")
+        call = balance_shield_through_enclave_bridge_pallet(
+            self.signer.public_key, who, args["amount"]
+        )
+        self._run_enclave_call(call, effects, "bridge shield")
 
     def _record(self, outcome: Any, effects: BlockEffects, what: str) -> None:
         if outcome.rejected:

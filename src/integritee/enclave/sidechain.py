@@ -6,6 +6,15 @@ apriori and aposteriori state roots, sign the block. The author then imports its
 the same path peers use: signature, author of the slot, parent and number, known parentchain head,
 decryptable diff whose apriori root is the current state root and whose application yields the
 aposteriori root. The state commits atomically with the new head pointer.
+
+Authorities: the signers of `EnclaveBridge.ShardStatus` at the block's `layer_one_head` (see
+`l1_view`), so every validateer derives the same author for the same block; the parentchain head
+of a block may not go back behind its parent's, and the state must record it (the author's
+prelude does), which ties the diff to the parentchain work it executed.
+
+Every committed block keeps an undo record (its block, its parent's header and the previous
+values of the keys it changed, encrypted with the state key) for the last `UNDO_DEPTH` blocks, so
+a fork can be switched: `revert_head` undoes the head block.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from integritee.codec.scale import ScaleDecodeError
+from integritee.codec.scale import Bytes, Option, ScaleDecodeError, Struct, Tuple, Vec
 from integritee.crypto import aead
 from integritee.crypto.aead import AeadError
 from integritee.crypto.keys import Keypair
@@ -25,6 +34,7 @@ from integritee.trusted.sidechain import (
     ZERO_HASH,
     BlockSummary,
     SidechainHeaderCodec,
+    SignedBlockCodec,
     StatePayload,
     encode_diff,
     header_hash,
@@ -33,6 +43,7 @@ from integritee.trusted.sidechain import (
     verify_block_signature,
 )
 
+from .l1_view import ParentchainView
 from .shard import Shard
 from .stf.executor import ParentchainCall
 
@@ -40,10 +51,25 @@ log = logging.getLogger("integritee.enclave.sidechain")
 
 PROPOSAL_SHARE = 0.7
 DIFF_AAD = b"integritee/sidechain/state-diff/v1"
+UNDO_AAD = b"integritee/sidechain/undo/v1"
+UNDO_DEPTH = 32
+
+UndoRecord = Struct(
+    "SidechainUndoRecord",
+    [
+        ("block", Bytes),  # SCALE SignedBlock
+        ("parent_header", Option(SidechainHeaderCodec)),
+        ("undo", Vec(Tuple(Bytes, Option(Bytes)))),
+    ],
+)
 
 
 class BlockImportError(ValueError):
     pass
+
+
+class UnknownParentchainHead(BlockImportError):
+    """The block names a parentchain block this enclave has not imported (yet)."""
 
 
 @dataclass
@@ -66,34 +92,54 @@ class Sidechain:
         signer: Keypair,
         state_key: bytes,
         slot_duration_ms: int,
-        known_parentchain_block: Callable[[bytes], bool],
+        view: ParentchainView,
+        bootstrap_authorities: list[bytes],
     ) -> None:
         self.shard = shard
         self.db = db
         self.signer = signer
         self.state_key = state_key
         self.slot_duration_ms = slot_duration_ms
-        self.known_parentchain_block = known_parentchain_block
-        self.authorities: list[bytes] = [signer.public_key]
+        self.view = view
+        # before the parentchain shows any signer of the shard (its creator's first blocks)
+        self.bootstrap_authorities = bootstrap_authorities
         self._head_key = b"sidechain/head/" + shard.shard
-        self.head: BlockSummary | None = self._load_head()
+        self._undo_prefix = b"sidechain/undo/" + shard.shard
         self.last_header: dict[str, Any] | None = None
+        self.head: BlockSummary | None = self._load_head()
+        self._undo: dict[bytes, bytes | None] | None = None
 
     def _load_head(self) -> BlockSummary | None:
         raw = self.db.get(self._head_key)
+        self._head_timestamp = -1
         if raw is None:
             return None
         header = SidechainHeaderCodec.decode(raw)
         self.last_header = header
-        return BlockSummary(header_hash(header), header["block_number"], header["parent_hash"])
+        self._head_timestamp = self._parent_timestamp(header)
+        return self._summary_of(header)
 
     @property
     def number(self) -> int:
         return self.head.number if self.head else 0
 
+    # --- authorities
+    def authorities_at(self, layer_one_head: bytes) -> list[bytes]:
+        number = self.view.number_of(layer_one_head)
+        if number is None:
+            raise UnknownParentchainHead(
+                f"unknown parentchain head 0x{bytes(layer_one_head).hex()[:16]} "
+                "(import the parentchain first)"
+            )
+        return self.view.authorities_at(number) or list(self.bootstrap_authorities)
+
     # --- production
-    def is_author(self, slot: int) -> bool:
-        return slot_author(slot, self.authorities) == self.signer.public_key
+    def is_author(self, slot: int, layer_one_head: bytes) -> bool:
+        try:
+            authorities = self.authorities_at(layer_one_head)
+        except UnknownParentchainHead:
+            return False
+        return slot_author(slot, authorities) == self.signer.public_key
 
     def propose(
         self,
@@ -159,18 +205,22 @@ class Sidechain:
         if not verify_block_signature(block):
             raise BlockImportError("bad block signature or block data hash")
         author = bytes(data["block_author"])
-        if author not in self.authorities:
+        layer_one_head = bytes(data["layer_one_head"])
+        authorities = self.authorities_at(layer_one_head)
+        if author not in authorities:
             raise BlockImportError("author is not a validateer of this shard")
         slot = data["timestamp"] // self.slot_duration_ms
-        if slot_author(slot, self.authorities) != author:
+        if slot_author(slot, authorities) != author:
             raise BlockImportError(f"wrong author for slot {slot}")
         expected_parent = self.head.hash if self.head else ZERO_HASH
         if info.number != self.number + 1 or info.parent_hash != expected_parent:
             raise BlockImportError(
                 f"block #{info.number} does not extend #{self.number} (parent mismatch or gap)"
             )
-        if not self.known_parentchain_block(bytes(data["layer_one_head"])):
-            raise BlockImportError("unknown parentchain head (import the parentchain first)")
+        l1_number = self.view.number_of(layer_one_head)
+        assert l1_number is not None
+        if l1_number < self.shard.processed_number():
+            raise BlockImportError("the parentchain head goes back behind the parent block's")
         try:
             payload = StatePayload.decode(
                 aead.decrypt(self.state_key, bytes(data["encrypted_state_diff"]), DIFF_AAD)
@@ -179,19 +229,103 @@ class Sidechain:
             raise BlockImportError(f"undecryptable state diff: {e}") from None
         if payload["state_hash_apriori"] != state.root():
             raise BlockImportError("apriori state root mismatch")
+        diff = dict(payload["state_update"])
+        undo = {bytes(k): state.get(bytes(k)) for k in diff}
         try:
-            state.apply_changes(dict(payload["state_update"]))
+            state.apply_changes(diff)
         except ValueError as e:  # nothing of a half-applied diff may stay
             state.discard()
             raise BlockImportError(f"invalid state diff: {e}") from None
         if state.root() != payload["state_hash_aposteriori"]:
             state.discard()
             raise BlockImportError("aposteriori state root mismatch")
+        if self.shard.processed_number() != l1_number:
+            state.discard()
+            raise BlockImportError("the state does not record the block's parentchain head")
+        if self.last_header is not None and slot * self.slot_duration_ms <= self.head_timestamp:
+            state.discard()
+            raise BlockImportError(f"slot {slot} is not after the parent block's slot")
+        self._undo = undo
         return info
 
-    def commit(self, block: dict[str, Any], info: BlockSummary) -> None:
+    @property
+    def head_timestamp(self) -> int:
+        return -1 if self.last_header is None else self._head_timestamp
+
+    def commit(
+        self, block: dict[str, Any], info: BlockSummary, extra: Callable[[Any], None] | None = None
+    ) -> None:
+        """Commit the imported block's state, head and undo record (and `extra` writes) at once."""
+        undo, self._undo = self._undo or {}, None
+        record = UndoRecord.encode(
+            {
+                "block": SignedBlockCodec.encode(block),
+                "parent_header": self.last_header,
+                "undo": sorted(undo.items()),
+            }
+        )
+        key = self._undo_key(info.number)
         with self.db.batch() as batch:
             self.shard.commit(batch)
             batch.put(self._head_key, SidechainHeaderCodec.encode(block["block"]["header"]))
+            batch.put(key, aead.encrypt(self.state_key, record, UNDO_AAD + key))
+            if info.number > UNDO_DEPTH:
+                batch.delete(self._undo_key(info.number - UNDO_DEPTH))
+            if extra is not None:
+                extra(batch)
         self.head = info
         self.last_header = block["block"]["header"]
+        self._head_timestamp = int(block["block"]["block_data"]["timestamp"])
+
+    def _undo_key(self, number: int) -> bytes:
+        return self._undo_prefix + number.to_bytes(8, "big")
+
+    def revert_head(self) -> dict[str, Any]:
+        """Undo the head block (state and head pointer, committed); returns the undone block."""
+        state = self.shard.state
+        assert state is not None and self.head is not None
+        key = self._undo_key(self.head.number)
+        blob = self.db.get(key)
+        if blob is None:
+            raise BlockImportError(f"no undo record for #{self.head.number}: too deep a fork")
+        try:
+            record = UndoRecord.decode(aead.decrypt(self.state_key, blob, UNDO_AAD + key))
+        except (AeadError, ScaleDecodeError) as e:
+            raise BlockImportError(f"undo record of #{self.head.number} unusable: {e}") from None
+        block = SignedBlockCodec.decode(record["block"])
+        if summary(block).hash != self.head.hash:
+            raise BlockImportError(f"undo record of #{self.head.number} is of another block")
+        state.apply_changes({bytes(k): v for k, v in record["undo"]})
+        parent = record["parent_header"]
+        with self.db.batch() as batch:
+            self.shard.commit(batch)
+            if parent is None:
+                batch.delete(self._head_key)
+            else:
+                batch.put(self._head_key, SidechainHeaderCodec.encode(parent))
+            batch.delete(key)
+        self.last_header = parent
+        self.head = None if parent is None else self._summary_of(parent)
+        self._head_timestamp = self._parent_timestamp(parent)
+        log.info(
+            "reverted sidechain block #%d 0x%s",
+            summary(block).number,
+            summary(block).hash.hex()[:16],
+        )
+        return block  # type: ignore[no-any-return]
+
+    def _summary_of(self, header: dict[str, Any]) -> BlockSummary:
+        return BlockSummary(header_hash(header), header["block_number"], header["parent_hash"])
+
+    def _parent_timestamp(self, header: dict[str, Any] | None) -> int:
+        if header is None:
+            return -1
+        blob = self.db.get(self._undo_key(header["block_number"]))
+        if blob is None:
+            return -1
+        key = self._undo_key(header["block_number"])
+        try:
+            record = UndoRecord.decode(aead.decrypt(self.state_key, blob, UNDO_AAD + key))
+        except (AeadError, ScaleDecodeError):
+            return -1
+        return int(SignedBlockCodec.decode(record["block"])["block"]["block_data"]["timestamp"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Enum, Gauge, ProcessCollector, generate_latest
 
 from .sidechain_db import register_sidechain_metrics
 
@@ -20,6 +20,17 @@ class ServiceMetrics:
         self.parentchain_block = Gauge(
             "integritee_worker_enclave_stf_runtime_parentchain_processed_block_number",
             "Last parentchain block imported by the enclave",
+            registry=self.registry,
+        )
+        self.peer_count = Gauge(
+            "integritee_worker_enclave_sidechain_peer_count",
+            "Other validateers of the shard known from the parentchain",
+            registry=self.registry,
+        )
+        self.onboarding = Enum(
+            "integritee_worker_onboarding",
+            "Where the validateer is in joining its shard",
+            states=["starting", "provisioning", "catching_up", "done"],
             registry=self.registry,
         )
         self._runner: web.AppRunner | None = None

@@ -174,11 +174,14 @@ async def finalized_number(client: RpcClient) -> int:
     return header_bytes(header, "finalized header")[0]
 
 
-async def _fetch_block(request: Requester, number: int, block_hash: bytes) -> FetchedBlock:
+async def _fetch_block(
+    request: Requester, number: int, block_hash: bytes, extra_keys: tuple[bytes, ...] = ()
+) -> FetchedBlock:
     h = to_hex(block_hash)
     what = f"block #{number}"
+    keys = [to_hex(k) for k in (EVENTS_KEY, *extra_keys)]
     block_reply, proof_reply = await asyncio.gather(
-        request("chain_getBlock", [h]), request("state_getReadProof", [[to_hex(EVENTS_KEY)], h])
+        request("chain_getBlock", [h]), request("state_getReadProof", [keys, h])
     )
     if not isinstance(block_reply, dict) or not isinstance(block_reply.get("block"), dict):
         raise FetchError(f"{what} 0x{block_hash.hex()}: the node does not have it")
@@ -205,8 +208,10 @@ async def fetch_blocks(
     to_number: int,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
+    extra_keys: tuple[bytes, ...] = (),
 ) -> list[FetchedBlock]:
-    """Blocks `from_number..=to_number` of the node's canonical chain, oldest first."""
+    """Blocks `from_number..=to_number` of the node's canonical chain, oldest first; each
+    block's read proof covers `System.Events` and `extra_keys` (what the enclave watches)."""
     if from_number < 0 or to_number < from_number - 1:
         raise ValueError(f"invalid block range {from_number}..{to_number}")
     if to_number < from_number:
@@ -227,7 +232,7 @@ async def fetch_blocks(
         parsed.append(_hex(h, f"hash of block #{n}", 32))
     return list(
         await asyncio.gather(
-            *(_fetch_block(request, n, h) for n, h in zip(numbers, parsed, strict=True))
+            *(_fetch_block(request, n, h, extra_keys) for n, h in zip(numbers, parsed, strict=True))
         )
     )
 

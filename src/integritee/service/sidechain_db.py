@@ -536,6 +536,39 @@ class SidechainDb:
             batch.put(STORED_SHARDS_KEY, _ShardsCodec.encode(all_shards))
         self._kv.write(batch)
 
+    def truncate_above(self, shard: bytes, number: int) -> int:
+        """Drop the stored blocks of `shard` above `number` (the enclave switched to a fork);
+        returns how many were dropped. One atomic batch."""
+        with self._lock:
+            last = self._last.get(shard)
+            if last is None or last.number <= number:
+                return 0
+            first = self._first.get(shard, 1)
+            batch: WriteBatch = self._kv.batch()
+            dropped = 0
+            for n in range(max(number + 1, first), last.number + 1):
+                block_hash = self._kv.get(_number_key(shard, n))
+                if block_hash is not None:
+                    batch.delete(block_hash)
+                    batch.delete(_number_key(shard, n))
+                    dropped += 1
+            keep_hash = self._kv.get(_number_key(shard, number)) if number >= first else None
+            if keep_hash is None:
+                batch.delete(_last_key(shard))
+            else:
+                batch.put(
+                    _last_key(shard),
+                    LastSidechainBlockCodec.encode({"hash": keep_hash, "number": number}),
+                )
+            self._kv.write(batch)
+            if keep_hash is None:
+                self._last.pop(shard, None)
+                self._first.pop(shard, None)
+            else:
+                self._last[shard] = LastBlock(bytes(keep_hash), number)
+        log.info("sidechain DB: dropped %d block(s) above #%d (fork switch)", dropped, number)
+        return dropped
+
     # -- pruning -------------------------------------------------------------------------------
 
     def prune(

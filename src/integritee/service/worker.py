@@ -7,7 +7,11 @@
 4. register the enclave on Teerex unless it already is (extrinsics built and signed in the enclave);
 5. sync the parentchain into the enclave in batches, submitting what the enclave asks to send;
 6. establish the shard role from EnclaveBridge.ShardStatus (read with a proof the enclave checks);
-7. follow finalized heads; serve /is_initialized and /metrics; SIGTERM stops everything.
+   a joiner (another validateer is primary) is provisioned by MU-RA from the peer with the
+   highest last activity, then claims its place among the shard's validateers;
+7. catch up on sidechain blocks from a peer, then start producing in the enclave's Aura slots;
+8. follow finalized heads; broadcast produced blocks to the peers; serve /is_initialized and
+   /metrics; SIGTERM stops everything.
 """
 
 from __future__ import annotations
@@ -27,22 +31,27 @@ from integritee.crypto.keys import Keypair
 from integritee.rpc.errors import RpcError
 from integritee.rpc.server import RpcServer
 from integritee.teeio.messages import (
+    AccountNonceRequest,
     Ecall,
     EnclaveInfo,
     EnclaveStatus,
     Extrinsics,
+    FetchBlocksRequest,
     InitRequest,
     LightClientInit,
     LightClientStatus,
     Ocall,
+    ProvisionRequest,
     RegistrationRequest,
     ShardInit,
     ShardRole,
     SidechainBlocks,
+    SidechainHead,
     SidechainStart,
     SyncRequest,
     SyncResult,
     from_json,
+    to_json,
 )
 
 from .config import ServiceConfig
@@ -50,6 +59,7 @@ from .enclave_host import EnclaveHost
 from .metrics import ServiceMetrics
 from .node_client import NodeClient, SubmissionError
 from .parentchain_fetch import fetch_blocks, fetch_genesis_init
+from .peers import Peers
 from .sidechain_db import SidechainDb, start_pruning
 from .untrusted_rpc import UntrustedRpc
 
@@ -78,6 +88,7 @@ class Validateer:
         self.untrusted_server = RpcServer(name="untrusted")
         UntrustedRpc(self.sidechain_db).register(self.untrusted_server)
         self._background: set[asyncio.Task[Any]] = set()
+        self.peers: Peers | None = None
 
     # --- the whole life cycle
     async def run(self) -> int:
@@ -100,7 +111,14 @@ class Validateer:
                 await self._dev_funding()
             await self._register()
             await self._sync_to_finalized()
+            self.peers = Peers(self.info.shard, self.info.signing_public_key)
             await self._init_shard()
+            await self.host.ecall(
+                Ecall.START_SIDECHAIN,
+                SidechainStart(self.config.slot_duration_ms, produce=False),
+                EnclaveStatus,
+            )
+            await self._catch_up()
             await self.host.ecall(
                 Ecall.START_SIDECHAIN, SidechainStart(self.config.slot_duration_ms), EnclaveStatus
             )
@@ -127,6 +145,7 @@ class Validateer:
             mu_ra_url=c.mu_ra_external,
             shard=c.shard,
             shard_vault=c.shard_vault,
+            mu_ra_port=c.mu_ra_port,
         )
 
     def _clean_reset(self) -> None:
@@ -198,7 +217,9 @@ class Validateer:
         while self.synced_number < finalized and not self.stop_event.is_set():
             end = min(finalized, self.synced_number + self.config.sync_batch)
             catching_up = end - self.synced_number > 1
-            blocks = await fetch_blocks(self.node.client, self.synced_number + 1, end)
+            blocks = await fetch_blocks(
+                self.node.client, self.synced_number + 1, end, extra_keys=(self._status_key(),)
+            )
             await self._import(blocks)
             if catching_up:
                 log.info("parentchain sync: #%d of #%d", self.synced_number, finalized)
@@ -216,6 +237,12 @@ class Validateer:
         self.synced_number = result.last_number
         self.metrics.parentchain_block.set(result.last_number)
         await self._send(result.extrinsics)
+        if self.peers is not None:
+            try:
+                await self.peers.refresh(self.node)
+            except (RpcError, OSError, TimeoutError, ValueError) as e:
+                log.warning("reading the shard's validateers failed: %s", e)
+            self.metrics.peer_count.set(len(self.peers.peers))
 
     async def _send(self, extrinsics: list[bytes]) -> None:
         assert self.node is not None
@@ -225,15 +252,21 @@ class Validateer:
             except (SubmissionError, RpcError) as e:
                 log.warning("enclave extrinsic not applied: %s", e)
 
+    def _status_key(self) -> bytes:
+        assert self.info is not None
+        return storage_prefix("EnclaveBridge", "ShardStatus") + blake2_128_concat(self.info.shard)
+
     async def _init_shard(self) -> None:
         assert self.node is not None and self.info is not None
         await self._sync_to_finalized()
         block_hash = from_hex(await self.node.rpc("chain_getBlockHash", [self.synced_number]))
-        key = storage_prefix("EnclaveBridge", "ShardStatus") + blake2_128_concat(self.info.shard)
+        key = self._status_key()
         proof = await self.node.read_proof([key], block_hash)
         self.role = await self.host.ecall(
             Ecall.INIT_SHARD, ShardInit(block_hash, proof, self.node.chain), ShardRole
         )  # type: ignore[arg-type]
+        if not self.role.provisioned:
+            self.role = await self._onboard()
         for xt in self.role.extrinsics:
             try:
                 await self.node.submit(xt, wait="finalized")
@@ -241,6 +274,59 @@ class Validateer:
                 # e.g. a shard that is not the enclave's fingerprint and has no shard config yet
                 log.warning("shard set-up extrinsic not applied: %s", e)
         log.info("shard role: %s", self.role.role)
+
+    async def _onboard(self) -> ShardRole:
+        """MU-RA provisioning from the peer with the highest last activity (then the next)."""
+        assert self.node is not None and self.info is not None and self.peers is not None
+        self.metrics.onboarding.state("provisioning")
+        while not self.stop_event.is_set():
+            await self.peers.refresh(self.node)
+            for peer in self.peers.by_activity():
+                try:
+                    url = await self.peers.mu_ra_url(peer)
+                    log.info(
+                        "on-boarding: provisioning from 0x%s at %s", peer.signer.hex()[:12], url
+                    )
+                    request = ProvisionRequest(
+                        url,
+                        self.node.chain,
+                        await self.node.next_nonce(self.info.signing_public_key),
+                    )  # type: ignore[arg-type]
+                    role = await self.host.ecall(Ecall.PROVISION, request, ShardRole)
+                except (RpcError, OSError, TimeoutError, ValueError) as e:
+                    log.warning("on-boarding from %s failed: %s", peer.trusted_url, e)
+                    continue
+                status = await self.host.ecall(Ecall.LIGHT_CLIENT_STATUS, {}, LightClientStatus)
+                self.synced_number = status.last_number
+                await self._sync_to_finalized()
+                self.metrics.onboarding.state("catching_up")
+                log.info("on-boarding: provisioned; light client at #%d", status.last_number)
+                return role  # type: ignore[no-any-return]
+            log.warning("on-boarding: no peer could provision the shard; retrying")
+            await asyncio.sleep(3)
+        raise ConnectionError("stopped while on-boarding")
+
+    async def _catch_up(self) -> None:
+        """Import the sidechain blocks the peers have beyond the enclave's head."""
+        assert self.node is not None and self.info is not None and self.peers is not None
+        await self.peers.refresh(self.node)
+        if not self.peers.peers:
+            self.metrics.onboarding.state("done")
+            return
+        status = await self.host.ecall(Ecall.STATUS, {}, EnclaveStatus)
+        head = status.sidechain_hash or bytes(32)
+        for _ in range(100):  # pages of blocks
+            blocks = await self.peers.fetch_blocks(head, self.info.shard)
+            if not blocks:
+                break
+            result = await self.host.ecall(
+                Ecall.IMPORT_SIDECHAIN_BLOCKS, SidechainBlocks(blocks), SidechainHead
+            )
+            if result.hash is None or result.hash == head:
+                break
+            head = result.hash
+            log.info("sidechain catch-up: at #%d", result.number)
+        self.metrics.onboarding.state("done")
 
     async def _follow(self) -> None:
         """Import new finalized blocks as they come, until stopped; survive node restarts."""
@@ -302,9 +388,28 @@ class Validateer:
         server = self.host.ocall_server
         server.add_method(Ocall.STORE_SIDECHAIN_BLOCKS, self._ocall_store_blocks)
         server.add_method(Ocall.SEND_EXTRINSICS, self._ocall_send_extrinsics)
+        server.add_method(Ocall.FETCH_SIDECHAIN_BLOCKS, self._ocall_fetch_blocks)
+        server.add_method(Ocall.ACCOUNT_NONCE, self._ocall_account_nonce)
+
+    async def _ocall_fetch_blocks(self, params: Any) -> Any:
+        request = from_json(FetchBlocksRequest, params[0])
+        if self.peers is None:
+            return to_json(SidechainBlocks([]))
+        blocks = await self.peers.fetch_blocks(request.from_hash, request.shard)
+        return to_json(SidechainBlocks(blocks))
+
+    async def _ocall_account_nonce(self, params: Any) -> int:
+        request = from_json(AccountNonceRequest, params[0])
+        if self.node is None:
+            raise RpcError(-32000, "no parentchain node connection")
+        return await self.node.next_nonce(request.account)
 
     def _ocall_store_blocks(self, params: Any) -> int:
         message = from_json(SidechainBlocks, params[0])
+        if message.revert_to is not None and self.info is not None:
+            self.sidechain_db.truncate_above(self.info.shard, message.revert_to)
+        if message.produced and self.peers is not None:
+            self.peers.broadcast(message.blocks)
         result = self.sidechain_db.store_blocks(message.blocks)
         last = self.sidechain_db.last_block(self.info.shard) if self.info else None
         if last is not None:
@@ -347,6 +452,8 @@ class Validateer:
 
     async def _shutdown(self) -> None:
         log.info("stopping the validateer")
+        if self.peers is not None:
+            await self.peers.close()
         if self.node is not None:
             await self.node.close()
         await self.host.stop()

@@ -26,11 +26,15 @@ class Ecall:
     STATUS = "enclave_status"
     SHUTDOWN = "enclave_shutdown"
     START_SIDECHAIN = "enclave_startSidechain"
+    PROVISION = "enclave_provision"
+    IMPORT_SIDECHAIN_BLOCKS = "enclave_importSidechainBlocks"
 
 
 class Ocall:
     SEND_EXTRINSICS = "ocall_sendExtrinsics"
     STORE_SIDECHAIN_BLOCKS = "ocall_storeSidechainBlocks"
+    FETCH_SIDECHAIN_BLOCKS = "ocall_fetchSidechainBlocks"
+    ACCOUNT_NONCE = "ocall_accountNonce"
 
 
 # --- messages
@@ -48,6 +52,7 @@ class InitRequest:
     mu_ra_url: str
     shard: bytes | None = None
     shard_vault: bool = True  # a new shard gets a vault (else shielding goes through EnclaveBridge)
+    mu_ra_port: int = 0  # the enclave's MU-RA server (0: any free port)
 
 
 @dataclass
@@ -82,11 +87,41 @@ class Extrinsics:
 @dataclass
 class SidechainBlocks:
     blocks: list[bytes] = field(default_factory=list)  # SCALE SignedBlocks, oldest first
+    produced: bool = False  # authored by this enclave: the service broadcasts them to the peers
+    revert_to: int | None = None  # a fork switch: drop stored blocks above this number first
+
+
+@dataclass
+class FetchBlocksRequest:
+    """Blocks of `shard` after `from_hash` (all for the zero hash) from a peer, oldest first."""
+
+    from_hash: bytes
+    shard: bytes
+    until_hash: bytes | None = None
+
+
+@dataclass
+class AccountNonceRequest:
+    account: bytes
+
+
+@dataclass
+class ProvisionRequest:
+    mu_ra_url: str  # the provider's MU-RA address (host:port), from its author_getMuRaUrl
+    chain: ChainInfo
+    enclave_nonce: int = 0
+
+
+@dataclass
+class SidechainHead:
+    number: int = 0
+    hash: bytes | None = None
 
 
 @dataclass
 class SidechainStart:
     slot_duration_ms: int
+    produce: bool = True  # False: import only (catching up before the first own slot)
 
 
 @dataclass
@@ -134,6 +169,7 @@ class ShardRole:
     creation_block: int
     vault: bytes | None = None
     extrinsics: list[bytes] = field(default_factory=list)
+    provisioned: bool = True  # False: a joiner without the shard yet (MU-RA provisioning next)
 
 
 @dataclass
@@ -142,6 +178,8 @@ class EnclaveStatus:
     role: str | None
     light_client_number: int
     shard: bytes
+    sidechain_number: int = 0
+    sidechain_hash: bytes | None = None
 
 
 # --- JSON conversion by field types

@@ -485,6 +485,11 @@ class Stf:
         rt.set_parentchain_value(parentchain_id, "ParentHash", header.parent_hash)
         rt.set_parentchain_value(parentchain_id, "BlockHash", header.hash())
 
+    def parentchain_number(self, state: StateStorage, parentchain_id: str) -> int | None:
+        """The last parentchain block recorded with `update_parentchain_block`."""
+        value = Runtime(state).parentchain_value(parentchain_id, "Number")
+        return None if value is None else int(value)
+
     def set_creation_block(self, state: StateStorage, parentchain_id: str, header: Header) -> None:
         rt = Runtime(state)
         rt.set_parentchain_value(parentchain_id, "CreationBlockNumber", header.number)
