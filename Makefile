@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 # The setup `make run` launches: a shipped config (src/integritee/local_setup/configs) or a path.
-# two-workers.json once several validateers can share a shard (the multi-validateer issue).
-CONFIG ?= one-worker.json
+# Default: one dev node and two validateers sharing one shard (the second on-boards by MU-RA).
+CONFIG ?= two-workers.json
 
 .PHONY: run test lint install clean bench prometheus
 

@@ -1,4 +1,7 @@
-"""The original's two-worker demos against one node and two validateers (real processes).
+"""The original's two-worker demos against two validateers (real processes), run twice: both
+validateers on one dev node, and each validateer on its own node (`--chain local`, Alice and Bob
+authoring, GRANDPA-like finality needing both; the nodes sync over p2p), as the seed's second
+picture. The CLI of each validateer talks to that validateer's node.
 
 Validateer 2 starts after validateer 1 has produced blocks: it finds validateer 1 as primary in
 `EnclaveBridge.ShardStatus`, is provisioned over MU-RA (keys, state, light client), fetches the
@@ -47,17 +50,36 @@ pytestmark = pytest.mark.slow
 
 class TwoWorkers:
     def __init__(
-        self, node: NodeProcess, v1: ValidateerProcess, v2: ValidateerProcess, workdir: Path
-    ):
-        self.node, self.v1, self.v2 = node, v1, v2
+        self,
+        nodes: list[NodeProcess],
+        v1: ValidateerProcess,
+        v2: ValidateerProcess,
+        workdir: Path,
+    ) -> None:
+        self.nodes, self.v1, self.v2 = nodes, v1, v2
         # one CLI working directory: the incognito accounts carry over between the workers
-        self.cli1 = Cli(DemoNetwork(node, v1, workdir))
-        self.cli2 = Cli(DemoNetwork(node, v2, workdir))
+        self.cli1 = Cli(DemoNetwork(nodes[0], v1, workdir))
+        self.cli2 = Cli(DemoNetwork(nodes[-1], v2, workdir))
 
 
-@pytest.fixture(scope="module")
-def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoWorkers]:
-    node = NodeProcess(tmp_path_factory.mktemp("node"), block_time_ms=300)
+def local_node(tmp: Path, name: str, *flags: str) -> NodeProcess:
+    return NodeProcess(
+        tmp, block_time_ms=300, dev=False, extra=["--chain", "local", "--name", name, *flags]
+    )
+
+
+@pytest.fixture(scope="module", params=["one-node", "own-nodes"])
+def two(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[TwoWorkers]:
+    if request.param == "one-node":
+        nodes = [NodeProcess(tmp_path_factory.mktemp("node"), block_time_ms=300)]
+    else:
+        alice = local_node(tmp_path_factory.mktemp("alice"), "alice", "--alice")
+        bob = local_node(
+            tmp_path_factory.mktemp("bob"), "bob", "--bob", "--bootnodes", alice.p2p_address
+        )
+        nodes = [alice, bob]
     v1 = ValidateerProcess(
         tmp_path_factory.mktemp("v1"), 0, slot_duration_ms=SLOT_DURATION_MS, run_flags=KEEP_BLOCKS
     )
@@ -65,10 +87,12 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoWorkers]:
         tmp_path_factory.mktemp("v2"), 0, slot_duration_ms=SLOT_DURATION_MS, run_flags=KEEP_BLOCKS
     )
     try:
-        node.start()
-        v1.node_port = v2.node_port = node.rpc_port
+        for node in nodes:
+            node.start(wait_blocks=0)
+        nodes[0].wait_for_block(1)
+        v1.node_port, v2.node_port = nodes[0].rpc_port, nodes[-1].rpc_port
         v1.start(timeout=START_TIMEOUT)
-        net = TwoWorkers(node, v1, v2, tmp_path_factory.mktemp("cli"))
+        net = TwoWorkers(nodes, v1, v2, tmp_path_factory.mktemp("cli"))
         # validateer 1 has produced blocks before validateer 2 joins
         wait_until(lambda: header_number(net.cli1), lambda n: n >= 5, "validateer 1's blocks")
         v2.start(timeout=START_TIMEOUT)
@@ -76,7 +100,8 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoWorkers]:
     finally:
         v2.stop()
         v1.stop()
-        node.stop()
+        for node in nodes:
+            node.stop()
 
 
 def header_number(cli: Cli) -> int:

@@ -1,9 +1,10 @@
 """integritee-local-setup: config handling, and the launcher end to end as real processes.
 
-The slow tests run the shipped one-worker.json on free ports (`--free-ports`): the demo with
-`--demo-and-exit` (balances checked, everything stopped, validateer before node), Prometheus
-scraping every process (targets up, heights growing), a killed validateer making the launcher
-stop the rest, and `--restart` bringing a killed validateer back.
+The slow tests run the shipped configs on free ports (`--free-ports`): `make run`'s
+two-workers.json with `--demo-and-exit` (balances checked, everything stopped, validateers before
+the node), Prometheus scraping every process of two-workers.json (targets up, heights growing), a
+killed validateer making the launcher stop the rest, and `--restart` (one-worker.json) bringing a
+killed validateer back.
 """
 
 from __future__ import annotations
@@ -284,7 +285,7 @@ def _log_time(line: str) -> datetime:
 @pytest.mark.slow
 def test_demo_and_exit_moves_the_money_and_stops_everything(tmp_path: Path) -> None:
     started = time.monotonic()
-    run = launch(tmp_path, "one-worker.json", "--demo-and-exit")
+    run = launch(tmp_path, "two-workers.json", "--demo-and-exit")  # as `make run`
     try:
         code = run.proc.wait(150)
     finally:
@@ -304,14 +305,20 @@ def test_demo_and_exit_moves_the_money_and_stops_everything(tmp_path: Path) -> N
     ):
         assert change in out, out[-3000:]
     states = {p["name"]: p["state"] for p in run.state()["processes"]}
-    assert states == {"node-1": "stopped (0)", "worker-1": "stopped (0)"}
+    assert states == {
+        "node-1": "stopped (0)",
+        "worker-1": "stopped (0)",
+        "worker-2": "stopped (0)",
+    }
     _assert_nothing_left(run.run_dir)
-    # the validateer was stopped before its node
+    # worker-2 joined the shard of worker-1 by MU-RA; the validateers stopped before their node
     node_log = (run.run_dir / "log" / "node-1.log").read_text().splitlines()
-    worker_log = (run.run_dir / "log" / "worker-1.log").read_text().splitlines()
     node_down = _log_time(next(line for line in node_log if "shutting down" in line))
-    worker_last = _log_time([line for line in worker_log if line[:2] == "20"][-1])
-    assert worker_last <= node_down
+    for worker in ("worker-1", "worker-2"):
+        worker_log = (run.run_dir / "log" / f"{worker}.log").read_text().splitlines()
+        worker_last = _log_time([line for line in worker_log if line[:2] == "20"][-1])
+        assert worker_last <= node_down
+    assert "provisioned by MU-RA" in (run.run_dir / "log" / "worker-2.log").read_text()
     print(f"demo-and-exit took {time.monotonic() - started:.1f} s")
 
 
@@ -365,7 +372,7 @@ def _wait_growth(port: int, query: str, timeout: float = 20) -> tuple[float, flo
 def prometheus_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
     _ensure_prometheus()
     run = launch(
-        tmp_path_factory.mktemp("prom"), "one-worker.json", "--prometheus", "--scrape-interval", "1"
+        tmp_path_factory.mktemp("prom"), "two-workers.json", "--prometheus", "--scrape-interval", "1"
     )
     try:
         run.wait_for_output("Running; Ctrl-C stops everything.", timeout=120)
@@ -382,7 +389,7 @@ def test_prometheus_scrapes_every_process_and_heights_grow(prometheus_setup: Lau
     while True:
         targets = _prom(port, "/api/v1/targets")["activeTargets"]
         health = {t["labels"]["name"]: t["health"] for t in targets}
-        if health == {"node-1": "up", "worker-1": "up"}:
+        if health == {"node-1": "up", "worker-1": "up", "worker-2": "up"}:
             break
         assert time.monotonic() < deadline, f"targets not all up: {targets}"
         time.sleep(0.5)
@@ -407,6 +414,7 @@ def test_a_killed_process_is_reported_and_the_rest_stopped(prometheus_setup: Lau
     assert states == {
         "node-1": "stopped (0)",
         "worker-1": "died (SIGKILL)",
+        "worker-2": "stopped (0)",
         "prometheus": "stopped (0)",
     }
     _assert_nothing_left(prometheus_setup.run_dir)
