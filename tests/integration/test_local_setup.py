@@ -372,7 +372,11 @@ def _wait_growth(port: int, query: str, timeout: float = 20) -> tuple[float, flo
 def prometheus_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
     _ensure_prometheus()
     run = launch(
-        tmp_path_factory.mktemp("prom"), "two-workers.json", "--prometheus", "--scrape-interval", "1"
+        tmp_path_factory.mktemp("prom"),
+        "two-workers.json",
+        "--prometheus",
+        "--scrape-interval",
+        "1",
     )
     try:
         run.wait_for_output("Running; Ctrl-C stops everything.", timeout=120)

@@ -80,6 +80,10 @@ def main() -> int:
         stream=sys.stderr,
     )
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    # RSA decryptions run in executor threads and release the GIL while they compute; with the
+    # default 5 ms switch interval they wait that long for it after each one while the event loop
+    # is busy, which caps the RSA path far below what the CPU can decrypt (BENCHMARKS.md)
+    sys.setswitchinterval(0.0005)
     return asyncio.run(serve(args.data_dir, args.ecall_socket, args.ocall_socket, args.sealing_key))
 
 

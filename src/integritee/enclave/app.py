@@ -352,6 +352,26 @@ class Enclave:
         shard = self._shard()
         view = self.view
         self.tx.observe_nonce(request.enclave_nonce)
+        try:
+            extrinsics = self._import_verified(
+                request, verified, shard, view, status_entry, status_key
+            )
+        except BaseException:
+            view.drop_staged()  # the batch was not written
+            raise
+        view.commit_staged()
+        return SyncResult(last_number=lc.last_number, last_hash=lc.last_hash, extrinsics=extrinsics)
+
+    def _import_verified(
+        self,
+        request: SyncRequest,
+        verified: list[Any],
+        shard: Shard,
+        view: ParentchainView,
+        status_entry: Any,
+        status_key: bytes,
+    ) -> list[bytes]:
+        lc = self._require_light_client()
         extrinsics: list[bytes] = []
         deferred = shard.initialized and self._sidechain_mode(shard)
         with self.db.batch() as batch:
@@ -391,7 +411,7 @@ class Enclave:
             if shard.initialized:
                 shard.commit(batch)
             batch.put(LIGHT_CLIENT_KEY, seal(self.sealing, lc.to_bytes(), SEAL_LABEL))
-        return SyncResult(last_number=lc.last_number, last_hash=lc.last_hash, extrinsics=extrinsics)
+        return extrinsics
 
     def _payout(self, pcall: Any, chain: ChainInfo, birth: tuple[int, bytes]) -> bytes:
         def call_index(pallet: str, name: str) -> bytes:
@@ -430,7 +450,8 @@ class Enclave:
             self.role = "primary" if not signers or signers[0] == me else "joiner"
             if me not in signers:
                 extrinsics.append(self._claim(request.chain))
-        elif not signers or signers[0] == me:
+        elif not [s for s in signers if s != me]:
+            # nobody else holds the shard: create it (also after a clean reset of a lone primary)
             header = lc.last_header
             with_vault = self.init_request.shard_vault if self.init_request else True
             vault = shard.create(header, lc.genesis_hash, with_vault)
@@ -513,14 +534,19 @@ class Enclave:
         runtime = Shard(
             self.shard, self.db, self.keys.state_key, Stf(self.mrenclave, dev=self._dev)
         )
-        with self.db.batch() as batch:
-            state.write_all(batch.prefixed(runtime.view.prefix))
-            view.import_(batch, received.view)
-            if received.head is not None:
-                batch.put(
-                    b"sidechain/head/" + self.shard, SidechainHeaderCodec.encode(received.head)
-                )
-            batch.put(LIGHT_CLIENT_KEY, seal(self.sealing, lc.to_bytes(), SEAL_LABEL))
+        try:
+            with self.db.batch() as batch:
+                state.write_all(batch.prefixed(runtime.view.prefix))
+                view.import_(batch, received.view)
+                if received.head is not None:
+                    batch.put(
+                        b"sidechain/head/" + self.shard, SidechainHeaderCodec.encode(received.head)
+                    )
+                batch.put(LIGHT_CLIENT_KEY, seal(self.sealing, lc.to_bytes(), SEAL_LABEL))
+        except (ValueError, OSError) as e:  # nothing written; the next attempt starts over
+            view.drop_staged()
+            raise RpcError(-32013, f"the provisioned shard is unusable: {e}") from None
+        view.commit_staged()
         self.light_client = lc
         shard = self._shard()
         self.role = "joiner"
@@ -623,10 +649,12 @@ class Enclave:
 
     # --- sidechain
     async def start_sidechain(self, request: SidechainStart) -> EnclaveStatus:
+        created = False
         shard = self._shard()
         if shard.state is None:
             raise RpcError(NOT_READY, "the shard is not initialised")
         if self.sidechain is None:
+            created = True
             self.sidechain = Sidechain(
                 shard,
                 self.db,
@@ -636,6 +664,8 @@ class Enclave:
                 self.view,
                 [self.keys.signing.public_key] if self.role == "primary" else [],
             )
+        if created:
+            self._hand_over_unstored(request.stored_number, request.stored_hash)
         if request.produce and self._slot_task is None:
             self._slot_task = asyncio.create_task(self._slot_loop(), name="sidechain-slots")
             log.info(
@@ -644,6 +674,36 @@ class Enclave:
                 request.slot_duration_ms,
             )
         return self.status()
+
+    def _hand_over_unstored(self, stored_number: int, stored_hash: bytes | None) -> None:
+        """Blocks this enclave committed that the service did not store (it was killed between
+        the two): hand them over again, after dropping a stored block we no longer have."""
+        sidechain = self.sidechain
+        assert sidechain is not None
+        head = sidechain.head
+        if head is None or (stored_number == head.number and stored_hash == head.hash):
+            return
+        revert_to: int | None = None
+        start = stored_number + 1
+        if stored_number > head.number:
+            revert_to, start = head.number, head.number + 1
+        elif stored_number >= 1:
+            ours = sidechain.block_at(stored_number)
+            if ours is not None and summary(ours).hash != stored_hash:
+                revert_to, start = stored_number - 1, stored_number
+        blocks: list[bytes] = []
+        for number in range(start, head.number + 1):
+            block = sidechain.block_at(number)
+            if block is None:
+                log.warning("sidechain block #%d is no longer here to hand over", number)
+                blocks = []
+                continue
+            blocks.append(SignedBlockCodec.encode(block))
+        if blocks or revert_to is not None:
+            log.info(
+                "handing %d committed sidechain block(s) over to the service again", len(blocks)
+            )
+            self._store_in_background(blocks, revert_to)
 
     def _sidechain_mode(self, shard: Shard) -> bool:
         """Once the shard has sidechain blocks, every state change must go through one (also
@@ -780,12 +840,20 @@ class Enclave:
         sidechain = self.sidechain
         if sidechain is None:
             raise ValueError("the sidechain is not running")
+        lc = self.light_client
         for block in blocks:
-            header = block["block"]["header"]
+            header, data = block["block"]["header"], block["block"]["block_data"]
             if bytes(header["shard_id"]) != self.shard:
                 raise BlockImportError("block of another shard")
             if not verify_block_signature(block):
                 raise BlockImportError("bad block signature or block data hash")
+            # only the shard's validateers may make this enclave queue or fetch anything
+            try:
+                authorities = sidechain.authorities_at(bytes(data["layer_one_head"]))
+            except UnknownParentchainHead:
+                authorities = sidechain.authorities_at(lc.last_hash) if lc else []
+            if bytes(data["block_author"]) not in authorities:
+                raise BlockImportError("author is not a validateer of this shard")
         if self._production.locked():
             self._enqueue(blocks)
             return
@@ -827,8 +895,7 @@ class Enclave:
         sidechain, stf = self.sidechain, self.stf
         assert sidechain is not None and stf is not None
         info = sidechain.import_block(block)
-        l1_number = self.shard_runtime.processed_number() if self.shard_runtime else 0
-        sidechain.commit(block, info, lambda batch: self.view.prune_inbox(batch, l1_number))
+        sidechain.commit(block, info)
         state = self.shard_runtime.state if self.shard_runtime else None
         tops = [bytes(h) for h in block["block"]["block_data"]["signed_top_hashes"]]
         if state is not None:
@@ -883,9 +950,10 @@ class Enclave:
                 ):
                     info = summary(block)
                     if info.number <= sidechain.number:
+                        if self._competes(block) and not self._l1_known(block):
+                            continue  # wait for its parentchain head before comparing chains
                         del self._import_queue[block_hash]
-                        lower = self._competes(block)
-                        if lower:
+                        if self._competes(block):
                             reverted = self._switch_fork(block)
                             if reverted is not None:
                                 revert_to = min(revert_to or info.number, info.number - 1)
@@ -912,10 +980,10 @@ class Enclave:
                     imported.append(SignedBlockCodec.encode(block))
                     progress = True
                     break
-            if (
-                self._import_queue
-                and min(summary(b).number for b in self._import_queue.values())
-                > sidechain.number + 1
+            # a gap, or a next block on another parent: the peers have blocks we lack
+            if any(
+                summary(b).number > sidechain.number and not self._extends_head(b)
+                for b in self._import_queue.values()
             ):
                 fetched = await self._fetch_missing()
                 if fetched is not None:
@@ -924,6 +992,10 @@ class Enclave:
                         revert_to = fetched[1] if revert_to is None else min(revert_to, fetched[1])
         finally:
             self._store_in_background(imported, revert_to)
+
+    def _l1_known(self, block: dict[str, Any]) -> bool:
+        l1 = bytes(block["block"]["block_data"]["layer_one_head"])
+        return self.view.number_of(l1) is not None
 
     def _competes(self, block: dict[str, Any]) -> bool:
         """A block at the head's height with the head's parent and a lower hash wins."""
@@ -980,8 +1052,12 @@ class Enclave:
         if not blocks and head is not None:
             chain = await self._fetch(ZERO_HASH)  # the peer's stored chain
             by_number = {summary(b).number: summary(b).hash for b in chain}
-            if not chain or max(by_number) <= head.number:
-                return None  # not longer than ours
+            if not chain:
+                return None
+            top = max(by_number)
+            # the longer chain wins; of two as long, the one whose head has the lower hash
+            if top < head.number or (top == head.number and by_number[top] >= head.hash):
+                return None
             while (
                 sidechain.head is not None
                 and by_number.get(sidechain.head.number, sidechain.head.hash) != sidechain.head.hash

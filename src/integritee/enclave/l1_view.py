@@ -74,6 +74,9 @@ class ParentchainView:
         self._auth = self.db.prefixed(b"l1/authorities/" + self.shard)
         self._inbox = self.db.prefixed(b"l1/inbox/" + self.shard)
         self._changes: list[tuple[int, list[bytes]]] = []
+        # recorded into a batch not known to be written yet: `commit_staged` after the write,
+        # `drop_staged` when the batch was discarded
+        self._staged: list[tuple[int, list[bytes]]] = []
         for key, value in self._auth.iter_prefix(b""):
             self._changes.append((struct.unpack(">Q", key)[0], list(Authorities.decode(value))))
 
@@ -88,18 +91,29 @@ class ParentchainView:
     # --- authorities
     def authorities_at(self, number: int) -> list[bytes]:
         """The shard's signers as of parentchain block `number` (empty before any is known)."""
-        i = bisect.bisect_right(self._changes, number, key=lambda c: c[0])
-        return list(self._changes[i - 1][1]) if i else []
+        changes = self._changes + self._staged
+        i = bisect.bisect_right(changes, number, key=lambda c: c[0])
+        return list(changes[i - 1][1]) if i else []
 
     def record_authorities(self, batch: WriteBatch, number: int, signers: list[bytes]) -> bool:
         """Remember the signers at `number` if they changed; True when they did."""
-        if self._changes and self._changes[-1][0] >= number:
+        last = (self._changes + self._staged)[-1] if self._changes or self._staged else None
+        if last is not None and last[0] >= number:
             return False  # already known (a replayed block)
-        if self._changes and self._changes[-1][1] == signers:
+        if last is not None and last[1] == signers:
             return False
         batch.prefixed(self._auth.prefix).put(_be(number), Authorities.encode(signers))
-        self._changes.append((number, list(signers)))
+        self._staged.append((number, list(signers)))
         return True
+
+    def commit_staged(self) -> None:
+        """The batch holding the recorded authorities was written."""
+        self._changes += self._staged
+        self._staged = []
+
+    def drop_staged(self) -> None:
+        """The batch holding the recorded authorities was discarded."""
+        self._staged = []
 
     # --- inbox
     def add_inbox(self, batch: WriteBatch, number: int, items: list[EnumValue]) -> None:
@@ -137,27 +151,29 @@ class ParentchainView:
     def export(self, from_number: int, block_hashes: Iterable[tuple[bytes, int]]) -> bytes:
         """Index entries `block_hashes`, authorities from the change at or before `from_number`
         on, and the inbox after `from_number`."""
-        first = max(0, bisect.bisect_right(self._changes, from_number, key=lambda c: c[0]) - 1)
+        changes = self._changes + self._staged
+        first = max(0, bisect.bisect_right(changes, from_number, key=lambda c: c[0]) - 1)
         return ViewExport.encode(
             {
                 "index": [(bytes(h), n) for h, n in block_hashes],
-                "authorities": [(n, a) for n, a in self._changes[first:]],
+                "authorities": [(n, a) for n, a in changes[first:]],
                 "inbox": self.inbox_between(from_number, 2**32),
             }
         )
 
     def import_(self, batch: WriteBatch, data: bytes) -> None:
+        """Stage a provider's export into `batch` (all of it checked before anything is staged)."""
         try:
             value = ViewExport.decode(data)
         except ScaleDecodeError as e:
             raise ViewError(f"parentchain view export does not decode: {e}") from None
+        if any(len(block_hash) != 32 for block_hash, _ in value["index"]):
+            raise ViewError("a parentchain block hash is 32 bytes")
+        if any(len(s) != 32 for _, signers in value["authorities"] for s in signers):
+            raise ViewError("an authority is a 32-byte account")
         for block_hash, number in value["index"]:
-            if len(block_hash) != 32:
-                raise ViewError("a parentchain block hash is 32 bytes")
             self.record_block(batch, bytes(block_hash), number)
         for number, signers in value["authorities"]:
-            if any(len(s) != 32 for s in signers):
-                raise ViewError("an authority is a 32-byte account")
             self.record_authorities(batch, number, [bytes(s) for s in signers])
         for number, items in value["inbox"]:
             self.add_inbox(batch, number, list(items))

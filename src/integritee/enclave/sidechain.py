@@ -108,6 +108,8 @@ class Sidechain:
         self.last_header: dict[str, Any] | None = None
         self.head: BlockSummary | None = self._load_head()
         self._undo: dict[bytes, bytes | None] | None = None
+        # (block hash, apriori root, parentchain number processed before it) of our proposal
+        self._proposed: tuple[bytes, bytes, int] | None = None
 
     def _load_head(self) -> BlockSummary | None:
         raw = self.db.get(self._head_key)
@@ -155,7 +157,11 @@ class Sidechain:
         `prelude` runs first inside the block (e.g. recording the parentchain head in the state)."""
         state = self.shard.state
         assert state is not None
+        if state.has_changes():  # left by a proposal that failed half-way
+            state.discard()
+        self._proposed = None
         apriori = state.root()
+        parent_processed = self.shard.processed_number()
         if prelude is not None:
             prelude()
         executed: list[bytes] = []
@@ -187,9 +193,12 @@ class Sidechain:
             top_hashes=executed,
             encrypted_state_diff=aead.encrypt(self.state_key, payload, DIFF_AAD),
         )
-        # the author's own block goes through the import path like any peer's: undo, then apply
-        state.discard()
-        return Produced(block, summary(block).hash, executed, calls)
+        # The author's own block goes through the import path like any peer's, with every check;
+        # its changes stay applied (re-applying them would only recompute the same trie root):
+        # the import compares them with the block's decrypted diff instead.
+        produced = Produced(block, summary(block).hash, executed, calls)
+        self._proposed = (produced.hash, apriori, parent_processed)
+        return produced
 
     # --- import
     def import_block(self, block: dict[str, Any]) -> BlockSummary:
@@ -198,6 +207,24 @@ class Sidechain:
         if state is None:
             raise BlockImportError("the shard has no state here yet")
         info = summary(block)
+        proposed, self._proposed = self._proposed, None
+        own = proposed is not None and proposed[0] == info.hash
+        if proposed is not None and not own:
+            state.discard()  # a proposal that was not imported
+        try:
+            return self._import(block, info, state, proposed if own else None)
+        except BlockImportError:
+            if own:
+                state.discard()
+            raise
+
+    def _import(
+        self,
+        block: dict[str, Any],
+        info: BlockSummary,
+        state: Any,
+        own: tuple[bytes, bytes, int] | None,
+    ) -> BlockSummary:
         header = block["block"]["header"]
         data = block["block"]["block_data"]
         if bytes(header["shard_id"]) != self.shard.shard:
@@ -219,7 +246,8 @@ class Sidechain:
             )
         l1_number = self.view.number_of(layer_one_head)
         assert l1_number is not None
-        if l1_number < self.shard.processed_number():
+        parent_processed = own[2] if own is not None else self.shard.processed_number()
+        if l1_number < parent_processed:
             raise BlockImportError("the parentchain head goes back behind the parent block's")
         try:
             payload = StatePayload.decode(
@@ -227,15 +255,22 @@ class Sidechain:
             )
         except (AeadError, ScaleDecodeError) as e:
             raise BlockImportError(f"undecryptable state diff: {e}") from None
-        if payload["state_hash_apriori"] != state.root():
-            raise BlockImportError("apriori state root mismatch")
-        diff = dict(payload["state_update"])
-        undo = {bytes(k): state.get(bytes(k)) for k in diff}
-        try:
-            state.apply_changes(diff)
-        except ValueError as e:  # nothing of a half-applied diff may stay
-            state.discard()
-            raise BlockImportError(f"invalid state diff: {e}") from None
+        diff = {bytes(k): v for k, v in payload["state_update"]}
+        if own is not None:  # our proposal: its changes are applied already
+            if payload["state_hash_apriori"] != own[1]:
+                raise BlockImportError("apriori state root mismatch")
+            if state.changes() != diff:
+                raise BlockImportError("the block's diff is not the proposal's changes")
+            undo = {k: state.committed(k) for k in diff}
+        else:
+            if payload["state_hash_apriori"] != state.root():
+                raise BlockImportError("apriori state root mismatch")
+            undo = {k: state.get(k) for k in diff}
+            try:
+                state.apply_changes(diff)
+            except ValueError as e:  # nothing of a half-applied diff may stay
+                state.discard()
+                raise BlockImportError(f"invalid state diff: {e}") from None
         if state.root() != payload["state_hash_aposteriori"]:
             state.discard()
             raise BlockImportError("aposteriori state root mismatch")
@@ -270,12 +305,29 @@ class Sidechain:
             batch.put(self._head_key, SidechainHeaderCodec.encode(block["block"]["header"]))
             batch.put(key, aead.encrypt(self.state_key, record, UNDO_AAD + key))
             if info.number > UNDO_DEPTH:
-                batch.delete(self._undo_key(info.number - UNDO_DEPTH))
+                self._forget(batch, info.number - UNDO_DEPTH)
             if extra is not None:
                 extra(batch)
         self.head = info
         self.last_header = block["block"]["header"]
         self._head_timestamp = int(block["block"]["block_data"]["timestamp"])
+
+    def _forget(self, batch: Any, number: int) -> None:
+        """Block `number` can no longer be reverted: drop its undo record, and the parentchain
+        inbox up to its parentchain head (a fork switch never goes back behind it)."""
+        key = self._undo_key(number)
+        blob = self.db.get(key)
+        if blob is None:
+            return
+        batch.delete(key)
+        try:
+            record = UndoRecord.decode(aead.decrypt(self.state_key, blob, UNDO_AAD + key))
+        except (AeadError, ScaleDecodeError):
+            return
+        block = SignedBlockCodec.decode(record["block"])
+        l1 = self.view.number_of(bytes(block["block"]["block_data"]["layer_one_head"]))
+        if l1 is not None:
+            self.view.prune_inbox(batch, l1)
 
     def _undo_key(self, number: int) -> bytes:
         return self._undo_prefix + number.to_bytes(8, "big")
@@ -313,6 +365,19 @@ class Sidechain:
             summary(block).hash.hex()[:16],
         )
         return block  # type: ignore[no-any-return]
+
+    def block_at(self, number: int) -> dict[str, Any] | None:
+        """Our block `number` while its undo record exists (the last UNDO_DEPTH blocks)."""
+        key = self._undo_key(number)
+        blob = self.db.get(key)
+        if blob is None:
+            return None
+        try:
+            record = UndoRecord.decode(aead.decrypt(self.state_key, blob, UNDO_AAD + key))
+        except (AeadError, ScaleDecodeError):
+            return None
+        block: dict[str, Any] = SignedBlockCodec.decode(record["block"])
+        return block
 
     def _summary_of(self, header: dict[str, Any]) -> BlockSummary:
         return BlockSummary(header_hash(header), header["block_number"], header["parent_hash"])

@@ -113,9 +113,15 @@ class Validateer:
             await self._sync_to_finalized()
             self.peers = Peers(self.info.shard, self.info.signing_public_key)
             await self._init_shard()
+            stored = self.sidechain_db.last_block(self.info.shard)
             await self.host.ecall(
                 Ecall.START_SIDECHAIN,
-                SidechainStart(self.config.slot_duration_ms, produce=False),
+                SidechainStart(
+                    self.config.slot_duration_ms,
+                    produce=False,
+                    stored_number=stored.number if stored else 0,
+                    stored_hash=stored.hash if stored else None,
+                ),
                 EnclaveStatus,
             )
             await self._catch_up()

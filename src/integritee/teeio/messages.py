@@ -122,6 +122,9 @@ class SidechainHead:
 class SidechainStart:
     slot_duration_ms: int
     produce: bool = True  # False: import only (catching up before the first own slot)
+    # the service's last stored block: the enclave hands over what it committed beyond it
+    stored_number: int = 0
+    stored_hash: bytes | None = None
 
 
 @dataclass

@@ -288,6 +288,10 @@ class ShardState:
         base = self._base
         return {k: v for k, v in self._changes().items() if v != base.get(k)}
 
+    def committed(self, key: bytes) -> bytes | None:
+        """The committed value of `key` (what a commit of the pending changes would replace)."""
+        return self._base.get(bytes(key))
+
     def has_changes(self) -> bool:
         self._require_no_transaction("has_changes")
         base = self._base
