@@ -236,6 +236,9 @@ class Runtime:
     def __init__(self, state: StateStorage) -> None:
         self.state = state
         self.events: list[Event] = []
+        # decoded accounts by storage key, valid while the state still holds the same bytes
+        # object: a transfer reads its three accounts about a dozen times
+        self._accounts: dict[bytes, tuple[bytes, AccountInfo]] = {}
 
     def transactional(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` in a storage transaction: on any exception its writes and events are
@@ -266,11 +269,25 @@ class Runtime:
     # -- frame_system --------------------------------------------------------------------------
 
     def account(self, who: bytes) -> AccountInfo:
-        raw = self.state.get(Keys.account(who))
+        """A fresh AccountInfo (callers may change it) of `who`'s stored account."""
+        key = Keys.account(who)
+        raw = self.state.get(key)
         if raw is None:
             return default_account_info()
-        info: AccountInfo = AccountInfoCodec.decode(raw)
-        return info
+        hit = self._accounts.get(key)
+        if hit is not None and hit[0] is raw:
+            info = hit[1]
+        else:
+            info = AccountInfoCodec.decode(raw)
+            self._accounts[key] = (raw, info)
+        d = info.data
+        return AccountInfo(
+            info.nonce,
+            info.consumers,
+            info.providers,
+            info.sufficients,
+            AccountData(d.free, d.reserved, d.frozen, d.flags),
+        )
 
     def account_exists(self, who: bytes) -> bool:
         return self.state.get(Keys.account(who)) is not None
