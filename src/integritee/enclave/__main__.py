@@ -93,7 +93,7 @@ def main() -> int:
     # RSA decryptions run in executor threads and release the GIL while they compute; with the
     # default 5 ms switch interval they wait that long for it after each one while the event loop
     # is busy, which caps the RSA path far below what the CPU can decrypt (BENCHMARKS.md)
-    sys.setswitchinterval(0.0005)
+    sys.setswitchinterval(0.0002)
     gc.callbacks.append(_freeze_survivors)
     return asyncio.run(serve(args.data_dir, args.ecall_socket, args.ocall_socket, args.sealing_key))
 

@@ -8,7 +8,10 @@ as the original does.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import base58
@@ -119,7 +122,7 @@ class TrustedRpc:
             try:
                 # RSA-3072 costs about a millisecond a block: off the event loop
                 payload = await asyncio.get_running_loop().run_in_executor(
-                    None, self.enclave.keys.shielding.decrypt, payload
+                    _decryptors(), self.enclave.keys.shielding.decrypt, payload
                 )
             except ShieldingError as e:
                 raise RpcError(INVALID_PARAMS, f"cannot decrypt the operation: {e}") from None
@@ -205,6 +208,15 @@ class TrustedRpc:
             log.warning("sidechain block rejected: %s", e)
             raise RpcError(BLOCK_REJECTED, f"block rejected: {e}") from None
         return "ok"
+
+
+@functools.cache
+def _decryptors() -> concurrent.futures.ThreadPoolExecutor:
+    """One decryption thread per core: more threads only contend for the GIL they need back
+    after every decryption (the RSA work itself runs without it)."""
+    return concurrent.futures.ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 2, thread_name_prefix="rsa-decrypt"
+    )
 
 
 def shard_from_base58(value: str) -> bytes:
