@@ -15,18 +15,24 @@ from __future__ import annotations
 import signal
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from integritee.codec.hexutil import from_hex, to_hex
-from integritee.codec.scale import EnumValue, u64
+from chain_rpc import (
+    best,
+    finalized,
+    free_balance,
+    hash_at,
+    peers,
+    same_heads,
+    slot,
+    transfer,
+    wait,
+)
 from integritee.crypto.keys import Keypair
-from integritee.node.runtime.construct import SPEC_VERSION, TRANSACTION_VERSION, runtime_call
-from integritee.node.runtime.pallets import system
-from integritee.parentchain.extrinsic import sign_and_encode
-from procs import NodeProcess, ValidateerProcess, rpc
+from procs import NodeProcess, ValidateerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -36,60 +42,8 @@ DAVE = Keypair.from_uri("//Dave")
 UNIT = 10**12
 
 
-def wait(check: Callable[[], bool], timeout: float, what: str, nodes: list[NodeProcess]) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            logs = "\n".join(
-                f"--- {n.base_path.name}\n{n.log_path.read_text()[-2500:]}"
-                for n in nodes
-                if n.log_path is not None and n.log_path.exists()
-            )
-            raise TimeoutError(f"{what} not reached in {timeout} s\n{logs}")
-        time.sleep(0.1)
-
-
-def best(n: NodeProcess) -> tuple[int, str]:
-    header = rpc(n.http_url, "chain_getHeader")
-    assert isinstance(header, dict)
-    return int(header["number"], 16), str(
-        rpc(n.http_url, "chain_getBlockHash", [int(header["number"], 16)])
-    )
-
-
-def finalized(n: NodeProcess) -> tuple[int, str]:
-    h = rpc(n.http_url, "chain_getFinalizedHead")
-    header = rpc(n.http_url, "chain_getHeader", [h])
-    assert isinstance(header, dict)
-    return int(header["number"], 16), str(h)
-
-
-def hash_at(n: NodeProcess, number: int) -> str | None:
-    return rpc(n.http_url, "chain_getBlockHash", [number])  # type: ignore[return-value]
-
-
 def slot_of(n: NodeProcess, number: int) -> int:
-    h = hash_at(n, number)
-    header = rpc(n.http_url, "chain_getHeader", [h])
-    assert isinstance(header, dict)
-    for log in header["digest"]["logs"]:
-        raw = from_hex(log)
-        if raw[0] == 6 and raw[1:5] == b"aura":  # PreRuntime("aura", compact len ++ u64 slot)
-            return u64.decode(raw[6:14])
-    raise AssertionError("no Aura pre-digest")
-
-
-def free_balance(n: NodeProcess, who: bytes) -> int:
-    value = rpc(n.http_url, "state_getStorage", [to_hex(system.Account.key(who))])
-    if value is None:
-        return 0
-    return int.from_bytes(from_hex(str(value))[16:32], "little")
-
-
-def same_heads(nodes: list[NodeProcess]) -> bool:
-    bests = {best(n) for n in nodes}
-    fins = {finalized(n) for n in nodes}
-    return len(bests) == 1 and len(fins) == 1
+    return slot(n, str(hash_at(n, number)))
 
 
 def agree(nodes: list[NodeProcess], timeout: float = 10) -> None:
@@ -138,30 +92,11 @@ def test_local_network(tmp_path: Path, network: dict[str, NodeProcess]) -> None:
     agree(trio)
     authors = {slot_of(alice, k) % 2 for k in range(1, 9)}
     assert authors == {0, 1}, "blocks of both Alice (even slots) and Bob (odd slots)"
-    peers = rpc(full.http_url, "system_health")
-    assert isinstance(peers, dict) and peers["peers"] == 2
+    assert peers(full) == 2
 
     # 2. a transfer sent to the full node is included and seen everywhere.
-    genesis = from_hex(str(hash_at(full, 0)))
-    nonce = rpc(full.http_url, "system_accountNextIndex", [to_hex(ALICE.public_key)])
-    call = runtime_call().encode(
-        EnumValue(
-            "Balances",
-            EnumValue(
-                "transfer_keep_alive", {"dest": EnumValue("Id", DAVE.public_key), "value": UNIT}
-            ),
-        )
-    )
-    xt = sign_and_encode(
-        call,
-        ALICE,
-        nonce=nonce,
-        genesis_hash=genesis,
-        spec_version=SPEC_VERSION,
-        tx_version=TRANSACTION_VERSION,
-    )
     before = free_balance(full, DAVE.public_key)
-    rpc(full.http_url, "author_submitExtrinsic", [to_hex(xt)])
+    transfer(full, ALICE, DAVE.public_key, UNIT)
     wait(
         lambda: all(free_balance(n, DAVE.public_key) == before + UNIT for n in trio),
         15,

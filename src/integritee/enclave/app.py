@@ -399,15 +399,9 @@ class Enclave:
                 for pcall in effects.parentchain_calls:
                     extrinsics.append(self._payout(pcall, request.chain, birth))
                 if effects.executed or effects.relevant:
-                    call = self.tx.call(
-                        "EnclaveBridge",
-                        "confirm_processed_parentchain_block",
-                        shard=self.shard,
-                        block_hash=block.hash,
-                        block_number=block.number,
-                        trusted_calls_merkle_root=merkle_root(effects.executed),
+                    extrinsics.append(
+                        self._confirm(block.hash, block.number, effects.executed, request.chain)
                     )
-                    extrinsics.append(self.tx.sign(call, request.chain, era_birth=birth))
             if shard.initialized:
                 shard.commit(batch)
             batch.put(LIGHT_CLIENT_KEY, seal(self.sealing, lc.to_bytes(), SEAL_LABEL))
@@ -489,15 +483,21 @@ class Enclave:
         """A confirmation that enters this enclave in ShardStatus: from then on it is one of the
         shard's validateers (Aura authorities of the sidechain)."""
         lc = self._require_light_client()
-        claim = self.tx.call(
+        return self._confirm(lc.last_hash, lc.last_number, [], chain)
+
+    def _confirm(
+        self, block_hash: bytes, number: int, executed: list[bytes], chain: ChainInfo
+    ) -> bytes:
+        """`confirm_processed_parentchain_block` of a parentchain block for this shard."""
+        call = self.tx.call(
             "EnclaveBridge",
             "confirm_processed_parentchain_block",
             shard=self.shard,
-            block_hash=lc.last_hash,
-            block_number=lc.last_number,
-            trusted_calls_merkle_root=bytes(32),
+            block_hash=block_hash,
+            block_number=number,
+            trusted_calls_merkle_root=merkle_root(executed),
         )
-        return self.tx.sign(claim, chain, era_birth=(lc.last_number, lc.last_hash))
+        return self.tx.sign(call, chain, era_birth=(number, block_hash))
 
     # --- mutual RA: joining a shard, and providing it
     async def provision(self, request: ProvisionRequest) -> ShardRole:
