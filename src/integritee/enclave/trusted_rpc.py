@@ -8,10 +8,11 @@ as the original does.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
-import functools
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import base58
@@ -51,6 +52,8 @@ FINAL_STATUSES = {"InSidechainBlock", "Finalized", "Invalid", "Usurped", "Droppe
 class TrustedRpc:
     def __init__(self, enclave: Enclave) -> None:
         self.enclave = enclave
+        # the shielding key is looked up per call: provisioning replaces it
+        self._decryption = BatchDecryptor(lambda c: enclave.keys.shielding.decrypt(c))
 
     def register(self, server: RpcServer) -> None:
         m = server.add_method
@@ -121,9 +124,7 @@ class TrustedRpc:
         if encrypted:
             try:
                 # RSA-3072 costs about a millisecond a block: off the event loop
-                payload = await asyncio.get_running_loop().run_in_executor(
-                    _decryptors(), self.enclave.keys.shielding.decrypt, payload
-                )
+                payload = await self._decryption.decrypt(payload)
             except ShieldingError as e:
                 raise RpcError(INVALID_PARAMS, f"cannot decrypt the operation: {e}") from None
         if not payload or payload[0] not in (0, 1):
@@ -210,13 +211,66 @@ class TrustedRpc:
         return "ok"
 
 
-@functools.cache
-def _decryptors() -> concurrent.futures.ThreadPoolExecutor:
-    """One decryption thread per core: more threads only contend for the GIL they need back
-    after every decryption (the RSA work itself runs without it)."""
-    return concurrent.futures.ThreadPoolExecutor(
-        max_workers=os.cpu_count() or 2, thread_name_prefix="rsa-decrypt"
-    )
+class BatchDecryptor:
+    """RSA decryption off the event loop, in batches: whatever arrived while the decryption
+    threads were busy goes to a thread as one job, so the loop wakes once per batch instead of
+    once per operation. One thread per core: more would only contend for the GIL that each needs
+    back between decryptions (the RSA work itself runs without it)."""
+
+    MAX_BATCH = 64
+
+    def __init__(self, decrypt: Callable[[bytes], bytes]) -> None:
+        self._decrypt = decrypt
+        self._threads = os.cpu_count() or 2
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._threads, thread_name_prefix="rsa-decrypt"
+        )
+        self._waiting: collections.deque[tuple[bytes, asyncio.Future[bytes]]] = collections.deque()
+        self._running = 0
+
+    async def decrypt(self, ciphertext: bytes) -> bytes:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting.append((ciphertext, future))
+        self._start()
+        return await future
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting and self._running < self._threads:
+            share = max(
+                1, min(self.MAX_BATCH, len(self._waiting) // (self._threads - self._running))
+            )
+            batch = [self._waiting.popleft() for _ in range(min(share, len(self._waiting)))]
+            self._running += 1
+            job = loop.run_in_executor(self._pool, self._decrypt_all, [c for c, _ in batch])
+            job.add_done_callback(lambda done, batch=batch: self._finish(done, batch))
+
+    def _decrypt_all(self, ciphertexts: list[bytes]) -> list[bytes | Exception]:
+        out: list[bytes | Exception] = []
+        for ciphertext in ciphertexts:
+            try:
+                out.append(self._decrypt(ciphertext))
+            except Exception as e:  # handed to the one caller it belongs to
+                out.append(e)
+        return out
+
+    def _finish(
+        self, done: asyncio.Future[list[bytes | Exception]], batch: list[tuple[bytes, Any]]
+    ) -> None:
+        self._running -= 1
+        results: list[bytes | Exception]
+        try:
+            results = done.result()
+        except Exception as e:
+            results = [e] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        self._start()
 
 
 def shard_from_base58(value: str) -> bytes:
