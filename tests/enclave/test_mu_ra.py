@@ -310,7 +310,11 @@ async def test_garbage_refused(
         await asyncio.wait_for(reader.read(), 5)  # the server hangs up
     writer.close()
     await eventually(lambda: server.refused == 1)
-    assert last_reason(server).startswith("TLS handshake failed")
+    # OpenSSL rejects the bytes, or (on a loaded machine) the fixture's 0.3 s handshake limit
+    # strikes first: either way the connection is refused as not TLS
+    assert last_reason(server).startswith(("TLS handshake failed", "TLS handshake not complete")), (
+        last_reason(server)
+    )
     # Attested, but 64 random bytes as the request.
     reader, writer = await attested_connection(port)
     writer.write(os.urandom(64))
