@@ -103,7 +103,6 @@ class Enclave:
         self.pool = TopPool()
         self.sidechain: Sidechain | None = None
         self._slot_task: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
         self.sealed_dir = data_dir / "sealed"
         self.keys = EnclaveKeys.load_or_create(self.sealed_dir, sealing)
         self.mrenclave = mrenclave()
@@ -703,7 +702,7 @@ class Enclave:
             log.info(
                 "handing %d committed sidechain block(s) over to the service again", len(blocks)
             )
-            self._store_in_background(blocks, revert_to)
+            self._hand_over(blocks, revert_to)
 
     def _sidechain_mode(self, shard: Shard) -> bool:
         """Once the shard has sidechain blocks, every state change must go through one (also
@@ -785,7 +784,7 @@ class Enclave:
             prelude=parentchain_work,
         )
         info = sidechain.import_block(produced.block)
-        sidechain.commit(produced.block, info, lambda batch: view.prune_inbox(batch, header.number))
+        sidechain.commit(produced.block, info)
         self.pool.on_executed(
             produced.executed, produced.hash, lambda who: stf.account_nonce(state, who)
         )
@@ -799,7 +798,7 @@ class Enclave:
                 produced.hash.hex()[:16],
                 len(produced.executed),
             )
-        self._store_in_background([SignedBlockCodec.encode(produced.block)], produced=True)
+        self._hand_over([SignedBlockCodec.encode(produced.block)], produced=True)
         chain = self._chain
         if chain is None:
             return
@@ -882,7 +881,7 @@ class Enclave:
                     "queued until the blocks between are fetched"
                 )
         finally:
-            self._store_in_background(imported)
+            self._hand_over(imported)
 
     def _extends_head(self, block: dict[str, Any]) -> bool:
         assert self.sidechain is not None
@@ -909,7 +908,7 @@ class Enclave:
                 return
             self._import_queue[summary(block).hash] = block
 
-    def _store_in_background(
+    def _hand_over(
         self, encoded: list[bytes], revert_to: int | None = None, produced: bool = False
     ) -> None:
         """Hand blocks to the service for storage (and, when produced here, broadcast), strictly
@@ -935,12 +934,17 @@ class Enclave:
 
     async def _drain_imports(self) -> None:
         """Import what the queue allows, in block order: the next block, a competing block with
-        a lower hash (fork switch), or, on a gap, the missing blocks fetched from a peer."""
+        a lower hash (fork switch), or, on a gap, the missing blocks fetched from a peer. The
+        service gets every change in the order it happened (the outbox keeps it)."""
         sidechain = self.sidechain
         if sidechain is None or not self._import_queue:
             return
         imported: list[bytes] = []
-        revert_to: int | None = None
+
+        def flush() -> None:
+            self._hand_over(imported[:])
+            imported.clear()
+
         try:
             progress = True
             while progress and self._import_queue:
@@ -953,18 +957,12 @@ class Enclave:
                         if self._competes(block) and not self._l1_known(block):
                             continue  # wait for its parentchain head before comparing chains
                         del self._import_queue[block_hash]
-                        if self._competes(block):
-                            reverted = self._switch_fork(block)
-                            if reverted is not None:
-                                revert_to = min(revert_to or info.number, info.number - 1)
-                                imported = [
-                                    e
-                                    for e in imported
-                                    if summary(SignedBlockCodec.decode(e)).number < info.number
-                                ]
-                                imported.append(SignedBlockCodec.encode(block))
-                                progress = True
-                                break
+                        if self._competes(block) and self._switch_fork(block) is not None:
+                            flush()
+                            encoded = [SignedBlockCodec.encode(block)]
+                            self._hand_over(encoded, revert_to=info.number - 1)
+                            progress = True
+                            break
                         continue
                     if not self._extends_head(block):
                         continue
@@ -985,13 +983,12 @@ class Enclave:
                 summary(b).number > sidechain.number and not self._extends_head(b)
                 for b in self._import_queue.values()
             ):
+                flush()
                 fetched = await self._fetch_missing()
                 if fetched is not None:
-                    imported += fetched[0]
-                    if fetched[1] is not None:
-                        revert_to = fetched[1] if revert_to is None else min(revert_to, fetched[1])
+                    self._hand_over(fetched[0], fetched[1])
         finally:
-            self._store_in_background(imported, revert_to)
+            flush()
 
     def _l1_known(self, block: dict[str, Any]) -> bool:
         l1 = bytes(block["block"]["block_data"]["layer_one_head"])
@@ -1124,7 +1121,7 @@ class Enclave:
             except BlockImportError as e:
                 log.warning("caught-up sidechain block rejected: %s", e)
             finally:
-                self._store_in_background(imported)
+                self._hand_over(imported)
         head = self.sidechain.head
         return SidechainHead(self.sidechain.number, head.hash if head else None)
 

@@ -19,6 +19,7 @@ a fork can be switched: `revert_head` undoes the head block.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -108,6 +109,8 @@ class Sidechain:
         self.last_header: dict[str, Any] | None = None
         self.head: BlockSummary | None = self._load_head()
         self._undo: dict[bytes, bytes | None] | None = None
+        # (block number, parentchain number of its head) of the blocks committed here, oldest first
+        self._recent_l1: collections.deque[tuple[int, int]] = collections.deque()
         # (block hash, apriori root, parentchain number processed before it) of our proposal
         self._proposed: tuple[bytes, bytes, int] | None = None
 
@@ -287,10 +290,8 @@ class Sidechain:
     def head_timestamp(self) -> int:
         return -1 if self.last_header is None else self._head_timestamp
 
-    def commit(
-        self, block: dict[str, Any], info: BlockSummary, extra: Callable[[Any], None] | None = None
-    ) -> None:
-        """Commit the imported block's state, head and undo record (and `extra` writes) at once."""
+    def commit(self, block: dict[str, Any], info: BlockSummary) -> None:
+        """Commit the imported block's state, head and undo record at once."""
         undo, self._undo = self._undo or {}, None
         record = UndoRecord.encode(
             {
@@ -306,46 +307,53 @@ class Sidechain:
             batch.put(key, aead.encrypt(self.state_key, record, UNDO_AAD + key))
             if info.number > UNDO_DEPTH:
                 self._forget(batch, info.number - UNDO_DEPTH)
-            if extra is not None:
-                extra(batch)
         self.head = info
         self.last_header = block["block"]["header"]
         self._head_timestamp = int(block["block"]["block_data"]["timestamp"])
+        l1 = self.view.number_of(bytes(block["block"]["block_data"]["layer_one_head"]))
+        if l1 is not None:
+            self._recent_l1.append((info.number, l1))
 
     def _forget(self, batch: Any, number: int) -> None:
         """Block `number` can no longer be reverted: drop its undo record, and the parentchain
-        inbox up to its parentchain head (a fork switch never goes back behind it)."""
-        key = self._undo_key(number)
-        blob = self.db.get(key)
-        if blob is None:
-            return
-        batch.delete(key)
-        try:
-            record = UndoRecord.decode(aead.decrypt(self.state_key, blob, UNDO_AAD + key))
-        except (AeadError, ScaleDecodeError):
-            return
-        block = SignedBlockCodec.decode(record["block"])
-        l1 = self.view.number_of(bytes(block["block"]["block_data"]["layer_one_head"]))
-        if l1 is not None:
-            self.view.prune_inbox(batch, l1)
+        inbox up to its parentchain head (a fork switch never goes back behind it). The heads
+        of recent blocks are remembered in memory, so this reads nothing (after a restart the
+        inbox is pruned once blocks committed since then leave the undo window)."""
+        batch.delete(self._undo_key(number))
+        prune_to = None
+        while self._recent_l1 and self._recent_l1[0][0] <= number:
+            prune_to = self._recent_l1.popleft()[1]
+        if prune_to is not None:
+            self.view.prune_inbox(batch, prune_to)
 
     def _undo_key(self, number: int) -> bytes:
         return self._undo_prefix + number.to_bytes(8, "big")
+
+    def _undo_record(self, number: int) -> dict[str, Any] | None:
+        """The undo record of block `number` (None when there is none); BlockImportError when
+        it does not decrypt or decode."""
+        key = self._undo_key(number)
+        blob = self.db.get(key)
+        if blob is None:
+            return None
+        try:
+            record: dict[str, Any] = UndoRecord.decode(
+                aead.decrypt(self.state_key, blob, UNDO_AAD + key)
+            )
+        except (AeadError, ScaleDecodeError) as e:
+            raise BlockImportError(f"undo record of #{number} unusable: {e}") from None
+        return record
 
     def revert_head(self) -> dict[str, Any]:
         """Undo the head block (state and head pointer, committed); returns the undone block."""
         state = self.shard.state
         assert state is not None and self.head is not None
-        key = self._undo_key(self.head.number)
-        blob = self.db.get(key)
-        if blob is None:
+        record = self._undo_record(self.head.number)
+        if record is None:
             raise BlockImportError(f"no undo record for #{self.head.number}: too deep a fork")
-        try:
-            record = UndoRecord.decode(aead.decrypt(self.state_key, blob, UNDO_AAD + key))
-        except (AeadError, ScaleDecodeError) as e:
-            raise BlockImportError(f"undo record of #{self.head.number} unusable: {e}") from None
-        block = SignedBlockCodec.decode(record["block"])
-        if summary(block).hash != self.head.hash:
+        block: dict[str, Any] = SignedBlockCodec.decode(record["block"])
+        reverted = summary(block)
+        if reverted.hash != self.head.hash:
             raise BlockImportError(f"undo record of #{self.head.number} is of another block")
         state.apply_changes({bytes(k): v for k, v in record["undo"]})
         parent = record["parent_header"]
@@ -355,26 +363,22 @@ class Sidechain:
                 batch.delete(self._head_key)
             else:
                 batch.put(self._head_key, SidechainHeaderCodec.encode(parent))
-            batch.delete(key)
+            batch.delete(self._undo_key(reverted.number))
+        while self._recent_l1 and self._recent_l1[-1][0] >= reverted.number:
+            self._recent_l1.pop()
         self.last_header = parent
         self.head = None if parent is None else self._summary_of(parent)
         self._head_timestamp = self._parent_timestamp(parent)
-        log.info(
-            "reverted sidechain block #%d 0x%s",
-            summary(block).number,
-            summary(block).hash.hex()[:16],
-        )
-        return block  # type: ignore[no-any-return]
+        log.info("reverted sidechain block #%d 0x%s", reverted.number, reverted.hash.hex()[:16])
+        return block
 
     def block_at(self, number: int) -> dict[str, Any] | None:
         """Our block `number` while its undo record exists (the last UNDO_DEPTH blocks)."""
-        key = self._undo_key(number)
-        blob = self.db.get(key)
-        if blob is None:
-            return None
         try:
-            record = UndoRecord.decode(aead.decrypt(self.state_key, blob, UNDO_AAD + key))
-        except (AeadError, ScaleDecodeError):
+            record = self._undo_record(number)
+        except BlockImportError:
+            return None
+        if record is None:
             return None
         block: dict[str, Any] = SignedBlockCodec.decode(record["block"])
         return block
@@ -383,14 +387,5 @@ class Sidechain:
         return BlockSummary(header_hash(header), header["block_number"], header["parent_hash"])
 
     def _parent_timestamp(self, header: dict[str, Any] | None) -> int:
-        if header is None:
-            return -1
-        blob = self.db.get(self._undo_key(header["block_number"]))
-        if blob is None:
-            return -1
-        key = self._undo_key(header["block_number"])
-        try:
-            record = UndoRecord.decode(aead.decrypt(self.state_key, blob, UNDO_AAD + key))
-        except (AeadError, ScaleDecodeError):
-            return -1
-        return int(SignedBlockCodec.decode(record["block"])["block"]["block_data"]["timestamp"])
+        block = None if header is None else self.block_at(header["block_number"])
+        return -1 if block is None else int(block["block"]["block_data"]["timestamp"])

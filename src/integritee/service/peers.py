@@ -21,12 +21,11 @@ import ssl
 from dataclasses import dataclass, field
 
 from integritee.codec.hexutil import to_hex
-from integritee.codec.scale import ScaleDecodeError, text
+from integritee.codec.scale import ScaleDecodeError, encode_compact, text
 from integritee.parentchain.tee_types import instance_url
 from integritee.rpc.client import RpcClient
 from integritee.rpc.errors import RpcError
 from integritee.trusted.rpc import RpcReturnValue
-from integritee.trusted.sidechain import SignedBlockCodec, SignedBlocks
 
 from .node_client import NodeClient
 from .untrusted_rpc import fetch_blocks_from_peer
@@ -111,7 +110,8 @@ class Peers:
     async def _send_loop(self, peer: Peer) -> None:
         while not peer.queue.empty():
             batch = [peer.queue.get_nowait() for _ in range(peer.queue.qsize())]
-            payload = to_hex(SignedBlocks.encode([SignedBlockCodec.decode(b) for b in batch]))
+            # SCALE Vec<SignedBlock> of blocks already encoded: length prefix + concatenation
+            payload = to_hex(encode_compact(len(batch)) + b"".join(batch))
             try:
                 client = await self._client(peer)
                 await client.request("sidechain_importBlock", [payload], timeout=REQUEST_TIMEOUT)
